@@ -1,0 +1,36 @@
+# wasmhook — one entry point for every routine task.
+# `make test` on a fresh machine does all set-up (the wasm target included).
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+
+.PHONY: all setup build test lint fmt clippy doc run clean
+
+all: build
+
+## setup: install the Rust target the policies are compiled for (idempotent)
+setup:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+## build: the server and every policy component
+build: setup
+	$(CARGO) build --workspace
+
+## test: every unit, integration and end-to-end test
+test: setup
+	$(CARGO) test --workspace
+
+## lint: formatting, clippy and docs, as CI checks them
+lint: setup fmt clippy doc
+
+fmt:
+	$(CARGO) fmt --all --check
+
+clippy: setup
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+doc: setup
+	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,133 @@
+//! Builds the workspace's policy crates as `wasm32-wasip2` components.
+//!
+//! This is the wasmtime way of testing with real guest programs: a nested
+//! `cargo build` with its own target directory under `OUT_DIR` (so it never
+//! waits on the outer build's lock), after which `src/lib.rs` includes the
+//! generated list of artifacts. A plain `cargo build` or `cargo test` on a
+//! fresh clone therefore produces every component with no manual step.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A policy crate to build: its package, and whether the server embeds it.
+struct Policy {
+    /// The cargo package (its directory under the workspace).
+    package: &'static str,
+    /// The directory, relative to the workspace root, whose changes trigger a rebuild.
+    dir: &'static str,
+    /// Built-in policies are embedded in the `wasmhook` binary; the others are
+    /// test programs whose path is exposed.
+    builtin: bool,
+}
+
+const POLICIES: &[Policy] = &[
+    Policy { package: "headless-service", dir: "policies/headless-service", builtin: true },
+    Policy { package: "statefulset-service-name", dir: "policies/statefulset-service-name", builtin: true },
+    Policy { package: "misbehaving-policy", dir: "tests/policies/misbehaving", builtin: false },
+];
+
+const TARGET: &str = "wasm32-wasip2";
+const PROFILE: &str = "policy";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.join("../..").canonicalize().expect("the workspace root exists");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let target_dir = out_dir.join("target");
+
+    for input in ["policies/wit", "policies/sdk", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(input).display());
+    }
+    for policy in POLICIES {
+        println!("cargo:rerun-if-changed={}", workspace.join(policy.dir).display());
+    }
+
+    ensure_target_installed();
+    build(&workspace, &target_dir);
+    write_index(&out_dir, &target_dir);
+}
+
+fn ensure_target_installed() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .expect("cannot run rustc");
+    let libdir = String::from_utf8_lossy(&libdir.stdout);
+    if !has_std(libdir.trim()) {
+        panic!(
+            "the Rust target {TARGET} is not installed, and wasmhook's policies are built for it.\n\
+             Run `rustup target add {TARGET}` (`make` does this for you)."
+        );
+    }
+}
+
+fn has_std(libdir: &str) -> bool {
+    std::fs::read_dir(libdir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|entry| entry.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+        .unwrap_or(false)
+}
+
+fn build(workspace: &Path, target_dir: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace)
+        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .arg(target_dir);
+    for policy in POLICIES {
+        command.args(["--package", policy.package]);
+    }
+    // The outer build's settings are for the host, not for Wasm guests.
+    for variable in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        command.env_remove(variable);
+    }
+    let status = command.status().expect("cannot run cargo to build the policies");
+    assert!(status.success(), "building the policy components for {TARGET} failed (see the output above)");
+}
+
+fn write_index(out_dir: &Path, target_dir: &Path) {
+    let artifacts = target_dir.join(TARGET).join(PROFILE);
+    let mut index = String::new();
+    let mut builtins = String::new();
+    for policy in POLICIES {
+        let file = artifacts.join(format!("{}.wasm", policy.package.replace('-', "_")));
+        assert!(file.exists(), "the build did not produce {}", file.display());
+        let constant = policy.package.replace('-', "_").to_uppercase();
+        writeln!(
+            index,
+            "/// Path of the `{}` component.\npub const {constant}_PATH: &str = {:?};",
+            policy.package,
+            file.display().to_string()
+        )
+        .unwrap();
+        if policy.builtin {
+            writeln!(
+                builtins,
+                "    Builtin {{ name: {:?}, wasm: include_bytes!({:?}) }},",
+                policy.package,
+                file.display().to_string()
+            )
+            .unwrap();
+        }
+    }
+    writeln!(index, "/// The policies compiled into the server, by name.\npub static BUILTINS: &[Builtin] = &[\n{builtins}];").unwrap();
+    std::fs::write(out_dir.join("artifacts.rs"), index).expect("cannot write artifacts.rs");
+}

@@ -1,0 +1,196 @@
+//! # headless-service — make the Services that should be headless headless
+//!
+//! A StatefulSet's pods get stable DNS names (`web-0.web-headless.ns.svc`)
+//! only through a headless Service (`clusterIP: None`). This policy selects
+//! the Services that must be headless — by name suffix or prefix, or by label
+//! selector — and, on CREATE, sets `clusterIP: None` (and `clusterIPs:
+//! ["None"]`, which the API server requires to agree). What cannot be fixed by
+//! a patch is denied with a message that says what to change:
+//!
+//! - a selected Service that asks for a concrete cluster IP, or is of type
+//!   NodePort or LoadBalancer;
+//! - an UPDATE of a selected Service that is not headless: cluster IPs are
+//!   immutable, so it must be deleted and re-created.
+//!
+//! ExternalName Services and DELETE requests are allowed untouched.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmhook_policy::k8s_openapi::api::core::v1::Service;
+use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector};
+
+/// The label that marks a Service as headless under the default settings.
+pub const HEADLESS_LABEL: &str = "wasmhook.dev/headless";
+
+/// Which Services must be headless, and how to treat them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {
+    /// A Service whose name ends with one of these must be headless.
+    pub name_suffixes: Vec<String>,
+    /// A Service whose name starts with one of these must be headless.
+    pub name_prefixes: Vec<String>,
+    /// A Service whose labels match this selector must be headless; `null`
+    /// turns label selection off (an empty selector, which would select every
+    /// Service, is rejected).
+    pub selector: Option<LabelSelector>,
+    /// Namespaces whose Services are never touched.
+    pub skip_namespaces: Vec<String>,
+    /// Also set `publishNotReadyAddresses: true` on selected Services, so
+    /// peers find each other before they are ready (typical for databases
+    /// that form a cluster).
+    pub publish_not_ready_addresses: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            name_suffixes: vec!["-headless".into()],
+            name_prefixes: Vec::new(),
+            selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(HEADLESS_LABEL.into(), "true".into())])),
+                ..Default::default()
+            }),
+            skip_namespaces: Vec::new(),
+            publish_not_ready_addresses: false,
+        }
+    }
+}
+
+/// The policy.
+pub struct HeadlessService;
+
+impl Policy for HeadlessService {
+    type Settings = Settings;
+
+    fn validate_settings(settings: &Settings) -> Result<(), String> {
+        if let Some(index) = settings.name_suffixes.iter().position(String::is_empty) {
+            return Err(format!("nameSuffixes[{index}] is empty: it would select every Service"));
+        }
+        if let Some(index) = settings.name_prefixes.iter().position(String::is_empty) {
+            return Err(format!("namePrefixes[{index}] is empty: it would select every Service"));
+        }
+        if let Some(label_selector) = &settings.selector {
+            selector::validate(label_selector).map_err(|error| format!("selector: {error}"))?;
+            // An empty selector matches every Service, like an empty suffix.
+            if label_selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                && label_selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+            {
+                return Err("selector is empty: it would select every Service (use null to turn label selection off)".into());
+            }
+        }
+        if settings.name_suffixes.is_empty() && settings.name_prefixes.is_empty() && settings.selector.is_none() {
+            return Err("the settings select no Service: set nameSuffixes, namePrefixes or selector".into());
+        }
+        Ok(())
+    }
+
+    fn evaluate(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
+        let kind = request.kind();
+        let is_service = kind.group.is_empty() && kind.kind == "Service";
+        if !is_service || request.operation() == Operation::Delete || request.sub_resource().is_some() {
+            return Ok(Verdict::allow());
+        }
+        if request
+            .namespace()
+            .is_some_and(|namespace| settings.skip_namespaces.iter().any(|skip| skip == namespace))
+        {
+            return Ok(Verdict::allow());
+        }
+        let Some(service) = request.object::<Service>()? else {
+            return Ok(Verdict::allow());
+        };
+        let name = service.metadata.name.as_deref().or(request.name()).unwrap_or_default();
+        let Some(reason) = selection_reason(name, service.metadata.labels.as_ref(), settings) else {
+            return Ok(Verdict::allow());
+        };
+        let display = display_name(request.namespace(), name);
+        let spec = service.spec.clone().unwrap_or_default();
+
+        let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+        match service_type {
+            "ExternalName" => return Ok(Verdict::allow()),
+            "ClusterIP" => {}
+            other => {
+                return Ok(Verdict::deny(format!(
+                    "Service {display} must be headless ({reason}), but it has type {other}: \
+                     a headless Service is of type ClusterIP with spec.clusterIP: None. \
+                     Remove spec.type (or set it to ClusterIP) and set spec.clusterIP: None."
+                )));
+            }
+        }
+
+        let concrete_ip = concrete_cluster_ip(&service).or_else(|| {
+            // An UPDATE that omits the cluster IP keeps the allocated one.
+            (request.operation() == Operation::Update)
+                .then(|| request.old_object::<Service>().ok().flatten())
+                .flatten()
+                .and_then(|old| concrete_cluster_ip(&old))
+        });
+        if let Some(ip) = concrete_ip {
+            let message = match request.operation() {
+                Operation::Create => format!(
+                    "Service {display} must be headless ({reason}), but it has cluster IP {ip}: \
+                     set spec.clusterIP: None and remove spec.clusterIPs."
+                ),
+                _ => format!(
+                    "Service {display} must be headless ({reason}), but it has cluster IP {ip}, \
+                     and cluster IPs cannot be changed: delete and re-create it as headless \
+                     (spec.clusterIP: None)."
+                ),
+            };
+            return Ok(Verdict::deny(message));
+        }
+
+        let mut object = request.mutable_object()?;
+        let already_headless = spec.cluster_ip.as_deref() == Some("None");
+        if request.operation() == Operation::Create && !already_headless {
+            object.set("/spec/clusterIP", "None")?;
+            object.set("/spec/clusterIPs", vec!["None"])?;
+        }
+        if settings.publish_not_ready_addresses {
+            object.set("/spec/publishNotReadyAddresses", true)?;
+        }
+        Ok(Verdict::mutate(object))
+    }
+}
+
+wasmhook_policy::export_policy!(HeadlessService);
+
+/// Why a Service is selected, for messages; `None` when it is not.
+fn selection_reason(name: &str, labels: Option<&BTreeMap<String, String>>, settings: &Settings) -> Option<String> {
+    if let Some(suffix) = settings.name_suffixes.iter().find(|suffix| name.ends_with(suffix.as_str())) {
+        return Some(format!("its name ends with {suffix:?}"));
+    }
+    if let Some(prefix) = settings.name_prefixes.iter().find(|prefix| name.starts_with(prefix.as_str())) {
+        return Some(format!("its name starts with {prefix:?}"));
+    }
+    let empty = BTreeMap::new();
+    settings
+        .selector
+        .as_ref()
+        .filter(|label_selector| selector::matches(label_selector, labels.unwrap_or(&empty)))
+        .map(|_| "its labels match the headless selector".to_owned())
+}
+
+/// The first cluster IP that is an address (not `None`, not empty).
+fn concrete_cluster_ip(service: &Service) -> Option<String> {
+    let spec = service.spec.as_ref()?;
+    spec.cluster_ip
+        .iter()
+        .chain(spec.cluster_ips.iter().flatten())
+        .find(|ip| !ip.is_empty() && ip.as_str() != "None")
+        .cloned()
+}
+
+fn display_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(namespace) => format!("{namespace}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,63 @@
+//! The glue between the component's exports and a [`Policy`]: parse the
+//! settings and request, call the policy, and put its verdict on the wire.
+//! [`crate::export_policy!`] calls these; [`crate::testing`] calls the same
+//! `run_*` functions natively so unit tests exercise the exact same path.
+
+use crate::bindings;
+use crate::{Policy, PolicyError, Request, Verdict, settings};
+
+/// Parses and validates settings.
+pub fn run_validate_settings<P: Policy>(settings_json: &str) -> Result<P::Settings, String> {
+    let settings = settings::parse::<P::Settings>(settings_json).map_err(|error| error.to_string())?;
+    P::validate_settings(&settings)?;
+    Ok(settings)
+}
+
+/// Parses the settings and the request and evaluates the policy.
+pub fn run_evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<Verdict, String> {
+    let settings = settings::parse::<P::Settings>(settings_json).map_err(|error| error.to_string())?;
+    let request = Request::parse(request_json).map_err(|error| error.to_string())?;
+    P::evaluate(&request, &settings).map_err(|error: PolicyError| error.to_string())
+}
+
+/// The `validate-settings` export.
+pub fn validate_settings<P: Policy>(settings_json: &str) -> Result<(), String> {
+    install_panic_hook();
+    run_validate_settings::<P>(settings_json).map(drop)
+}
+
+/// The `evaluate` export.
+pub fn evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<bindings::Verdict, String> {
+    install_panic_hook();
+    let parts = run_evaluate::<P>(request_json, settings_json)?.into_parts();
+    let mutated_object = parts
+        .mutated_object
+        .map(|object| serde_json::to_string(&object))
+        .transpose()
+        .map_err(|error| format!("cannot serialize the mutated object: {error}"))?;
+    Ok(bindings::Verdict {
+        allowed: parts.allowed,
+        message: parts.message,
+        code: parts.code,
+        mutated_object,
+        warnings: parts.warnings,
+        audit_annotations: parts.audit_annotations,
+    })
+}
+
+/// Reports a panic as one line on stderr, `panicked at <file:line>: <message>`,
+/// which the server attaches to the trap it reports.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        match info.location() {
+            Some(location) => eprintln!("panicked at {location}: {message}"),
+            None => eprintln!("panicked: {message}"),
+        }
+    }));
+}

@@ -1,0 +1,308 @@
+//! A read-only, lazily parsed view of an AdmissionRequest.
+//!
+//! The request a policy receives can be megabytes (an UPDATE carries the object
+//! twice) while most policies look at a handful of fields. [`Request`] parses
+//! the small header fields eagerly and keeps `object` and `oldObject` as raw
+//! JSON, deserialized only when and as the policy asks: into a k8s-openapi
+//! type, into kube-core's `AdmissionRequest`, or into an editable [`Object`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::authentication::v1::UserInfo;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::{Object, PolicyError};
+
+/// The operation an admission request is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    /// The object is being created.
+    Create,
+    /// The object is being updated (`oldObject` holds the current state).
+    Update,
+    /// The object is being deleted (`object` is absent).
+    Delete,
+    /// A connect request (exec, attach, port-forward…).
+    Connect,
+}
+
+/// Group, version and kind (or resource) of a request, as the API server sends it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct GroupVersionKind {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version, such as `v1`.
+    pub version: String,
+    /// Kind, such as `Service`.
+    pub kind: String,
+}
+
+/// Group, version and resource of a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct GroupVersionResource {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version, such as `v1`.
+    pub version: String,
+    /// Resource, such as `services`.
+    pub resource: String,
+}
+
+/// The wire shape: small fields owned, objects borrowed as raw JSON.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    user_info: UserInfo,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+/// One admission request (the `request` member of an AdmissionReview).
+#[derive(Debug)]
+pub struct Request<'a> {
+    raw: &'a str,
+    uid: String,
+    kind: GroupVersionKind,
+    resource: GroupVersionResource,
+    sub_resource: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: UserInfo,
+    object: Option<&'a RawValue>,
+    old_object: Option<&'a RawValue>,
+    dry_run: bool,
+}
+
+impl<'a> Request<'a> {
+    /// Parses the request JSON. Objects stay raw until asked for.
+    pub fn parse(raw: &'a str) -> Result<Self, PolicyError> {
+        let header: Header<'a> = serde_json::from_str(raw).map_err(PolicyError::InvalidRequest)?;
+        Ok(Self {
+            raw,
+            uid: header.uid,
+            kind: header.kind,
+            resource: header.resource,
+            sub_resource: header.sub_resource.filter(|s| !s.is_empty()),
+            name: header.name.filter(|s| !s.is_empty()),
+            namespace: header.namespace.filter(|s| !s.is_empty()),
+            operation: header.operation,
+            user_info: header.user_info,
+            object: header.object.filter(|raw| raw.get() != "null"),
+            old_object: header.old_object.filter(|raw| raw.get() != "null"),
+            dry_run: header.dry_run.unwrap_or(false),
+        })
+    }
+
+    /// The request's unique id.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The operation: create, update, delete or connect.
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    /// The kind of the object, such as `apps/v1 StatefulSet`.
+    pub fn kind(&self) -> &GroupVersionKind {
+        &self.kind
+    }
+
+    /// The resource being requested, such as `services`.
+    pub fn resource(&self) -> &GroupVersionResource {
+        &self.resource
+    }
+
+    /// The subresource (`status`, `scale`…), if any.
+    pub fn sub_resource(&self) -> Option<&str> {
+        self.sub_resource.as_deref()
+    }
+
+    /// The object's name. Absent on a CREATE whose name the server generates.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The object's namespace; absent for cluster-scoped objects.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// Who made the request.
+    pub fn user_info(&self) -> &UserInfo {
+        &self.user_info
+    }
+
+    /// Whether the request is a dry run (nothing is persisted).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The object as raw JSON; `None` on DELETE.
+    pub fn object_json(&self) -> Option<&'a str> {
+        self.object.map(RawValue::get)
+    }
+
+    /// The old object as raw JSON; present on UPDATE (and DELETE).
+    pub fn old_object_json(&self) -> Option<&'a str> {
+        self.old_object.map(RawValue::get)
+    }
+
+    /// The object, deserialized as `T` (for example `k8s_openapi::api::core::v1::Service`).
+    ///
+    /// Read-only: to change the object use [`Request::mutable_object`], which
+    /// keeps every field, including those `T` does not know.
+    pub fn object<T: DeserializeOwned>(&self) -> Result<Option<T>, PolicyError> {
+        deserialize_part("object", self.object)
+    }
+
+    /// The old object, deserialized as `T`.
+    pub fn old_object<T: DeserializeOwned>(&self) -> Result<Option<T>, PolicyError> {
+        deserialize_part("oldObject", self.old_object)
+    }
+
+    /// The object's labels, read without deserializing the rest of it.
+    pub fn object_labels(&self) -> Result<BTreeMap<String, String>, PolicyError> {
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Meta {
+            labels: Option<BTreeMap<String, String>>,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        struct Labelled {
+            metadata: Meta,
+        }
+        let labelled: Option<Labelled> = deserialize_part("object", self.object)?;
+        Ok(labelled.and_then(|l| l.metadata.labels).unwrap_or_default())
+    }
+
+    /// The object as an editable JSON document, for a mutating verdict.
+    ///
+    /// Fails on DELETE (there is nothing to mutate) and when the object is not
+    /// a JSON object.
+    pub fn mutable_object(&self) -> Result<Object, PolicyError> {
+        let raw = self
+            .object
+            .ok_or_else(|| PolicyError::other("the request has no object to mutate"))?;
+        Object::from_json(raw.get())
+    }
+
+    /// The whole request as kube-core's typed `AdmissionRequest<T>`.
+    ///
+    /// This parses everything, objects included; prefer the accessors above
+    /// on hot paths.
+    pub fn admission_request<T>(&self) -> Result<kube_core::admission::AdmissionRequest<T>, PolicyError>
+    where
+        T: kube_core::Resource + DeserializeOwned,
+    {
+        serde_json::from_str(self.raw).map_err(PolicyError::InvalidRequest)
+    }
+
+    /// The request exactly as received.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+}
+
+fn deserialize_part<T: DeserializeOwned>(
+    what: &'static str,
+    raw: Option<&RawValue>,
+) -> Result<Option<T>, PolicyError> {
+    raw.map(|raw| {
+        serde_json::from_str(raw.get()).map_err(|source| PolicyError::InvalidObject {
+            what,
+            target: std::any::type_name::<T>(),
+            source,
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Service;
+
+    use super::*;
+
+    const CREATE: &str = r#"{
+        "uid": "u-1",
+        "kind": {"group": "", "version": "v1", "kind": "Service"},
+        "resource": {"group": "", "version": "v1", "resource": "services"},
+        "name": "web", "namespace": "prod", "operation": "CREATE",
+        "userInfo": {"username": "alice", "groups": ["dev"]},
+        "object": {"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web", "labels": {"app": "web"}},
+                   "spec": {"ports": [{"port": 80}]}},
+        "oldObject": null,
+        "dryRun": true
+    }"#;
+
+    #[test]
+    fn header_fields_are_parsed() {
+        let request = Request::parse(CREATE).unwrap();
+        assert_eq!(request.uid(), "u-1");
+        assert_eq!(request.operation(), Operation::Create);
+        assert_eq!(request.kind().kind, "Service");
+        assert_eq!(request.resource().resource, "services");
+        assert_eq!(request.name(), Some("web"));
+        assert_eq!(request.namespace(), Some("prod"));
+        assert_eq!(request.user_info().username.as_deref(), Some("alice"));
+        assert!(request.dry_run());
+        assert!(request.old_object_json().is_none(), "null oldObject is absent");
+    }
+
+    #[test]
+    fn objects_are_typed_on_demand() {
+        let request = Request::parse(CREATE).unwrap();
+        let service: Service = request.object().unwrap().unwrap();
+        assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
+        assert_eq!(request.object_labels().unwrap()["app"], "web");
+        assert!(request.old_object::<Service>().unwrap().is_none());
+    }
+
+    #[test]
+    fn kube_core_admission_request_is_available() {
+        let request = Request::parse(CREATE).unwrap();
+        let typed = request.admission_request::<Service>().unwrap();
+        assert_eq!(typed.uid, "u-1");
+        assert_eq!(typed.object.unwrap().metadata.name.as_deref(), Some("web"));
+    }
+
+    #[test]
+    fn a_malformed_request_says_where() {
+        let error = Request::parse(r#"{"uid": "x", "kind": 3}"#).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("cannot read the admission request"), "{message}");
+        assert!(message.contains("column"), "{message}");
+    }
+
+    #[test]
+    fn an_object_of_the_wrong_shape_names_the_part_and_type() {
+        let raw = CREATE.replace(r#""ports": [{"port": 80}]"#, r#""ports": "eighty""#);
+        let request = Request::parse(&raw).unwrap();
+        let error = request.object::<Service>().unwrap_err().to_string();
+        assert!(error.starts_with("cannot read object as k8s_openapi::"), "{error}");
+    }
+}

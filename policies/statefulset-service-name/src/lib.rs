@@ -1,0 +1,181 @@
+//! # statefulset-service-name — pair every StatefulSet with its headless Service
+//!
+//! A StatefulSet's pods get stable DNS names only through the headless
+//! Service named in `spec.serviceName`. This policy, on CREATE:
+//!
+//! - fills an empty or missing `spec.serviceName` from a template (default
+//!   `{name}-headless`, which pairs with the headless-service policy's default
+//!   suffix);
+//! - denies a `serviceName` that is not a valid DNS-1035 label, with the reason;
+//! - denies a `spec.selector` that does not match the pod template's labels,
+//!   naming each differing label (the API server's own error comes later and is
+//!   cryptic);
+//! - warns when the StatefulSet's name is longer than 52 characters: the
+//!   `controller-revision-hash` label of its pods would exceed 63 characters and
+//!   no pod could be created.
+//!
+//! `serviceName` is immutable, so UPDATE is never mutated; UPDATE and DELETE
+//! are allowed.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use wasmhook_policy::k8s_openapi::api::apps::v1::StatefulSet;
+use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector, validation};
+
+/// Longest StatefulSet name whose pods can be created: the pods'
+/// `controller-revision-hash` label is the name plus an 11-character hash
+/// suffix, and label values are limited to 63 characters.
+pub const MAX_WORKABLE_NAME: usize = 52;
+
+/// How the service name is filled.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {
+    /// Template for a missing `serviceName`. `{name}` is the StatefulSet's
+    /// name, `{namespace}` its namespace.
+    pub service_name_template: String,
+    /// Namespaces whose StatefulSets are never touched.
+    pub skip_namespaces: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            service_name_template: "{name}-headless".into(),
+            skip_namespaces: Vec::new(),
+        }
+    }
+}
+
+/// The policy.
+pub struct StatefulSetServiceName;
+
+impl Policy for StatefulSetServiceName {
+    type Settings = Settings;
+
+    fn validate_settings(settings: &Settings) -> Result<(), String> {
+        let template = &settings.service_name_template;
+        if !template.contains("{name}") {
+            return Err(format!(
+                "serviceNameTemplate {template:?} must contain {{name}}: otherwise every StatefulSet \
+                 in a namespace would share one Service"
+            ));
+        }
+        // Render with a sample name so malformed templates fail at load time.
+        let sample = render(template, "web", "default")?;
+        validation::dns1035_label(&sample)
+            .map_err(|reason| format!("serviceNameTemplate {template:?} renders {sample:?}, which {reason}"))
+    }
+
+    fn evaluate(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
+        let kind = request.kind();
+        let is_statefulset = kind.group == "apps" && kind.kind == "StatefulSet";
+        if !is_statefulset || request.operation() != Operation::Create || request.sub_resource().is_some() {
+            return Ok(Verdict::allow());
+        }
+        let namespace = request.namespace().unwrap_or_default();
+        if settings.skip_namespaces.iter().any(|skip| skip == namespace) {
+            return Ok(Verdict::allow());
+        }
+        let Some(statefulset) = request.object::<StatefulSet>()? else {
+            return Ok(Verdict::allow());
+        };
+        let name = statefulset.metadata.name.as_deref().or(request.name()).unwrap_or_default();
+        let display = if namespace.is_empty() { name.to_owned() } else { format!("{namespace}/{name}") };
+        let spec = statefulset.spec.unwrap_or_default();
+
+        let template_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.labels.clone())
+            .unwrap_or_default();
+        if let Some(mismatch) = selector_mismatch(&spec.selector, &template_labels) {
+            return Ok(Verdict::deny(format!(
+                "StatefulSet {display}: spec.selector does not match spec.template.metadata.labels: {mismatch}. \
+                 The selector must select the pods the template creates."
+            )));
+        }
+
+        let mut verdict = match spec.service_name.as_deref().filter(|service| !service.is_empty()) {
+            Some(service_name) => match validation::dns1035_label(service_name) {
+                Ok(()) => Verdict::allow(),
+                Err(reason) => {
+                    return Ok(Verdict::deny(format!(
+                        "StatefulSet {display}: spec.serviceName {service_name:?} is not a valid Service \
+                         name (DNS-1035 label): it {reason}"
+                    )));
+                }
+            },
+            None if name.is_empty() => {
+                return Ok(Verdict::deny(format!(
+                    "StatefulSet in {namespace:?} has a generated name and no spec.serviceName: set \
+                     spec.serviceName to the name of its headless Service"
+                )));
+            }
+            None => {
+                let service_name = render(&settings.service_name_template, name, namespace).map_err(PolicyError::other)?;
+                if let Err(reason) = validation::dns1035_label(&service_name) {
+                    return Ok(Verdict::deny(format!(
+                        "StatefulSet {display} has no spec.serviceName, and the name generated for it, \
+                         {service_name:?}, is not a valid Service name: it {reason}. Set spec.serviceName."
+                    )));
+                }
+                let mut object = request.mutable_object()?;
+                object.set("/spec/serviceName", service_name)?;
+                Verdict::mutate(object)
+            }
+        };
+
+        if name.len() > MAX_WORKABLE_NAME {
+            verdict = verdict.with_warning(format!(
+                "StatefulSet name {name:?} has {} characters; above {MAX_WORKABLE_NAME} its pods cannot be \
+                 created (their controller-revision-hash label would exceed 63 characters)",
+                name.len()
+            ));
+        }
+        Ok(verdict)
+    }
+}
+
+wasmhook_policy::export_policy!(StatefulSetServiceName);
+
+/// Renders the service-name template.
+fn render(template: &str, name: &str, namespace: &str) -> Result<String, String> {
+    let rendered = template.replace("{name}", name).replace("{namespace}", namespace);
+    match rendered.find(['{', '}']) {
+        Some(_) => Err(format!(
+            "serviceNameTemplate {template:?} has an unknown placeholder (known: {{name}}, {{namespace}})"
+        )),
+        None => Ok(rendered),
+    }
+}
+
+/// Describes how the selector fails to match the template labels, or `None`
+/// when it matches.
+fn selector_mismatch(selector: &LabelSelector, template_labels: &BTreeMap<String, String>) -> Option<String> {
+    let differences: Vec<String> = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .filter_map(|(key, wanted)| match template_labels.get(key) {
+            Some(actual) if actual == wanted => None,
+            Some(actual) => Some(format!("label {key:?} is {wanted:?} in the selector but {actual:?} in the template")),
+            None => Some(format!("label {key:?}={wanted:?} is in the selector but not in the template")),
+        })
+        .collect();
+    if !differences.is_empty() {
+        return Some(differences.join("; "));
+    }
+    let expressions_only = LabelSelector {
+        match_expressions: selector.match_expressions.clone(),
+        ..Default::default()
+    };
+    (!selector::matches(&expressions_only, template_labels))
+        .then(|| "the template's labels do not satisfy spec.selector.matchExpressions".to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,437 @@
+//! The policy engine: compiles policy components once, and evaluates each
+//! admission request in a fresh, sandboxed, bounded instance.
+//!
+//! One wasmtime [`wasmtime::Engine`] per process. Each policy is compiled once
+//! (or loaded from the on-disk cache) and pre-linked into a `PolicyPre`; every
+//! evaluation gets a new `Store` and instance from the pooling allocator, with
+//! copy-on-write memory images, so no state leaks between requests and
+//! instantiation takes microseconds. A [`gate::Gate`] keeps concurrent
+//! evaluations within the pool; an epoch ticker and a memory limiter bound
+//! each one in time and space.
+
+mod bindings;
+mod cache;
+mod failure;
+mod gate;
+mod host;
+mod ticker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store, UpdateDeadline};
+
+pub use bindings::Verdict;
+pub use cache::{CacheOutcome, sha256_hex};
+pub use failure::PolicyFailure;
+
+use bindings::PolicyPre;
+use gate::Gate;
+use host::{HostState, MemoryLimitExceeded};
+use ticker::EpochTicker;
+
+/// Limits one policy runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time for one evaluation (instantiation included).
+    pub timeout: Duration,
+    /// Bytes each of the policy's linear memories may grow to.
+    pub memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            memory: 128 << 20,
+        }
+    }
+}
+
+/// Process-wide engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How many evaluations may run at once (the size of the instance pool).
+    pub max_concurrent_evaluations: u32,
+    /// The largest memory limit any policy may be configured with.
+    pub max_memory_limit: usize,
+    /// Where precompiled policies are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes of stdout and of stderr kept per evaluation.
+    pub output_limit: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_evaluations: 64,
+            max_memory_limit: 1 << 30,
+            cache_dir: None,
+            output_limit: 16 << 10,
+        }
+    }
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a component wasmtime can compile.
+    #[error("policy {policy:?}: not a valid WebAssembly component: {reason}")]
+    Compile {
+        /// The policy's name.
+        policy: String,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// The component does not implement the `wasmhook:policy` world, or needs
+    /// imports the sandbox does not provide.
+    #[error("policy {policy:?}: cannot be linked against the wasmhook:policy@0.1.0 world: {reason}")]
+    Link {
+        /// The policy's name.
+        policy: String,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// The policy's `validate-settings` rejected the settings.
+    #[error("policy {policy:?}: settings rejected by the policy: {message}")]
+    Settings {
+        /// The policy's name.
+        policy: String,
+        /// The policy's message.
+        message: String,
+    },
+    /// `validate-settings` failed to run (trap, timeout…).
+    #[error("policy {policy:?}: validating its settings failed: {failure}")]
+    SettingsFailed {
+        /// The policy's name.
+        policy: String,
+        /// What went wrong.
+        #[source]
+        failure: PolicyFailure,
+    },
+    /// The configured limits are outside what the engine allows.
+    #[error("policy {policy:?}: memory limit {requested} bytes exceeds the engine's maximum of {maximum} bytes")]
+    MemoryLimit {
+        /// The policy's name.
+        policy: String,
+        /// The configured limit.
+        requested: usize,
+        /// The engine's maximum.
+        maximum: usize,
+    },
+}
+
+/// The engine that compiles and runs policies. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    wasmtime: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache: cache::ArtifactCache,
+    gate: Gate,
+    ticker: EpochTicker,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Creates the engine: wasmtime with the pooling allocator, epoch
+    /// interruption, and WASI preview 2 linked (granting nothing).
+    pub fn new(config: EngineConfig) -> wasmtime::Result<Self> {
+        let slots = config.max_concurrent_evaluations.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            // Scripting-language components (componentize-py, jco) carry
+            // several core modules and memories; Rust policies use 1 memory,
+            // 2 tables and ~3 core instances.
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(8)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            .max_memory_size(config.max_memory_limit)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+
+        let mut wasmtime_config = Config::new();
+        wasmtime_config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let wasmtime = wasmtime::Engine::new(&wasmtime_config)?;
+
+        let mut linker = Linker::new(&wasmtime);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+
+        Ok(Self {
+            inner: Arc::new(EngineInner {
+                cache: cache::ArtifactCache::new(config.cache_dir.clone(), &wasmtime),
+                ticker: EpochTicker::start(wasmtime.clone()),
+                gate: Gate::new(slots as usize),
+                linker,
+                wasmtime,
+                config,
+            }),
+        })
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// Compiles (or loads from the cache) a policy component, links it, and
+    /// runs its `validate-settings` with `settings` (JSON).
+    pub fn load(&self, name: &str, wasm: &[u8], settings: &str, limits: Limits) -> Result<CompiledPolicy, LoadError> {
+        if limits.memory > self.inner.config.max_memory_limit {
+            return Err(LoadError::MemoryLimit {
+                policy: name.to_owned(),
+                requested: limits.memory,
+                maximum: self.inner.config.max_memory_limit,
+            });
+        }
+        let started = Instant::now();
+        let sha256 = sha256_hex(wasm);
+        let (component, cache) = self
+            .inner
+            .cache
+            .load(&self.inner.wasmtime, wasm, &sha256)
+            .map_err(|error| LoadError::Compile {
+                policy: name.to_owned(),
+                reason: format!("{error:#}"),
+            })?;
+        let pre = self.pre_link(name, &component)?;
+        let policy = CompiledPolicy {
+            inner: Arc::new(PolicyInner {
+                name: name.to_owned(),
+                engine: self.clone(),
+                pre,
+                settings: settings.to_owned(),
+                limits,
+                sha256,
+                cache,
+                load_time: Duration::ZERO,
+            }),
+        };
+        match policy.call(|instance, store| instance.call_validate_settings(store, settings)) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(LoadError::Settings {
+                    policy: name.to_owned(),
+                    message,
+                });
+            }
+            Err(failure) => {
+                return Err(LoadError::SettingsFailed {
+                    policy: name.to_owned(),
+                    failure,
+                });
+            }
+        }
+        let mut inner = Arc::into_inner(policy.inner).expect("no other reference exists during load");
+        inner.load_time = started.elapsed();
+        tracing::debug!(policy = name, sha256 = %inner.sha256, cache = ?cache, elapsed = ?inner.load_time, "policy loaded");
+        Ok(CompiledPolicy { inner: Arc::new(inner) })
+    }
+
+    fn pre_link(&self, name: &str, component: &Component) -> Result<PolicyPre<HostState>, LoadError> {
+        let link_error = |error: wasmtime::Error| LoadError::Link {
+            policy: name.to_owned(),
+            reason: format!("{error:#}"),
+        };
+        let instance_pre = self.inner.linker.instantiate_pre(component).map_err(link_error)?;
+        PolicyPre::new(instance_pre).map_err(link_error)
+    }
+}
+
+/// A compiled, linked policy with its settings and limits. Cheap to clone;
+/// evaluations may run concurrently from many threads.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    inner: Arc<PolicyInner>,
+}
+
+struct PolicyInner {
+    name: String,
+    engine: Engine,
+    pre: PolicyPre<HostState>,
+    settings: String,
+    limits: Limits,
+    sha256: String,
+    cache: CacheOutcome,
+    load_time: Duration,
+}
+
+impl CompiledPolicy {
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The sha256 of the component it was loaded from.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+
+    /// Whether loading hit the compile cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        self.inner.cache
+    }
+
+    /// How long loading took (compile or cache load, link, settings check).
+    pub fn load_time(&self) -> Duration {
+        self.inner.load_time
+    }
+
+    /// The policy's limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Evaluates one request (the JSON of an AdmissionReview's `request`).
+    ///
+    /// `budget` caps the wall-clock time below the policy's own timeout (the
+    /// API server's deadline); the effective timeout is the smaller of the two.
+    pub fn evaluate(&self, request_json: &str, budget: Option<Duration>) -> Result<Verdict, PolicyFailure> {
+        let timeout = budget.map_or(self.inner.limits.timeout, |budget| budget.min(self.inner.limits.timeout));
+        let settings = self.inner.settings.as_str();
+        match self.call_within(timeout, |instance, store| instance.call_evaluate(store, request_json, settings))? {
+            Ok(verdict) => Ok(verdict),
+            Err(message) => Err(PolicyFailure::PolicyError { message }),
+        }
+    }
+
+    fn call<R>(
+        &self,
+        call: impl FnOnce(&bindings::Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyFailure> {
+        self.call_within(self.inner.limits.timeout, call)
+    }
+
+    /// Runs `call` in a fresh instance, bounded by `timeout` and the memory limit.
+    fn call_within<R>(
+        &self,
+        timeout: Duration,
+        call: impl FnOnce(&bindings::Policy, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyFailure> {
+        let engine = &self.inner.engine.inner;
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let Some(_permit) = engine.gate.acquire(deadline) else {
+            return Err(PolicyFailure::Overloaded {
+                slots: engine.gate.capacity(),
+                waited: started.elapsed(),
+            });
+        };
+        let _running = engine.ticker.running();
+
+        let state = HostState::new(self.inner.limits.memory, engine.config.output_limit);
+        let mut store = Store::new(&engine.wasmtime, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(ticks_until(deadline));
+        store.epoch_deadline_callback(move |_| {
+            let now = Instant::now();
+            if now >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Continue(ticks_until(deadline).max(1)))
+            }
+        });
+
+        let result = self
+            .inner
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| call(&instance, &mut store));
+        let stderr = self.forward_output(&store);
+        result.map_err(|error| self.classify(error, &store, timeout, &stderr))
+    }
+
+    /// Turns a wasmtime error into a typed failure.
+    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>, timeout: Duration, stderr: &str) -> PolicyFailure {
+        let limiter = &store.data().limiter;
+        if limiter.exceeded() || error.downcast_ref::<MemoryLimitExceeded>().is_some() {
+            return PolicyFailure::OutOfMemory { limit: limiter.limit() };
+        }
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => PolicyFailure::Timeout(timeout),
+            Some(trap) => PolicyFailure::Trap {
+                message: panic_message(stderr).unwrap_or_else(|| trap.to_string()),
+            },
+            None => PolicyFailure::Instantiation {
+                message: format!("{error:#}"),
+            },
+        }
+    }
+
+    /// Sends what the policy printed to the server's log, tagged with the
+    /// policy, and returns its stderr (for panic messages).
+    fn forward_output(&self, store: &Store<HostState>) -> String {
+        let policy = self.inner.name.as_str();
+        let (stdout, stdout_dropped) = store.data().stdout.take();
+        let (stderr, stderr_dropped) = store.data().stderr.take();
+        for (stream, text, dropped) in [("stdout", &stdout, stdout_dropped), ("stderr", &stderr, stderr_dropped)] {
+            if !text.is_empty() {
+                tracing::info!(target: "wasmhook::policy_output", policy, stream, dropped_bytes = dropped, "{}", text.trim_end());
+            }
+        }
+        stderr
+    }
+}
+
+/// The panic message a Rust policy printed: the SDK's one-line form
+/// (`panicked at src/lib.rs:3:5: message`) or the standard hook's two-line
+/// form (`thread '…' panicked at src/lib.rs:3:5:` then the message).
+fn panic_message(stderr: &str) -> Option<String> {
+    let mut lines = stderr.lines();
+    while let Some(line) = lines.next() {
+        let Some(start) = line.find("panicked at") else { continue };
+        let headline = &line[start..];
+        return Some(match headline.strip_suffix(':') {
+            Some(location) => format!("{location}: {}", lines.next().unwrap_or("").trim()),
+            None => headline.to_owned(),
+        });
+    }
+    None
+}
+
+/// Epoch ticks from now until `deadline`, rounded up, plus one so a tick that
+/// lands right after the start never cuts an evaluation short.
+fn ticks_until(deadline: Instant) -> u64 {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let tick = ticker::TICK.as_nanos();
+    (remaining.as_nanos().div_ceil(tick) + 1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_found_in_both_forms() {
+        assert_eq!(
+            panic_message("noise\npanicked at src/lib.rs:3:5: boom\n").as_deref(),
+            Some("panicked at src/lib.rs:3:5: boom")
+        );
+        assert_eq!(
+            panic_message("\nthread '<unnamed>' panicked at src/lib.rs:9:1:\nkaboom\nnote: run with RUST_BACKTRACE=1").as_deref(),
+            Some("panicked at src/lib.rs:9:1: kaboom")
+        );
+        assert_eq!(panic_message("just logging\n"), None);
+    }
+
+    #[test]
+    fn ticks_round_up_and_add_a_margin() {
+        assert_eq!(ticks_until(Instant::now()), 1);
+        let ticks = ticks_until(Instant::now() + Duration::from_millis(10));
+        assert!((10..=11).contains(&ticks), "{ticks}");
+    }
+}

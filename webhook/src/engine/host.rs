@@ -1,0 +1,244 @@
+//! What a policy instance sees of the host: a WASI preview-2 context that
+//! grants nothing (no files, network, environment or arguments), stdout and
+//! stderr captured into capped buffers, and a memory limiter that records when
+//! it refused to grow.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The data of one policy instance's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+}
+
+impl HostState {
+    /// A fresh, sandboxed state whose memories may grow to `memory_limit`
+    /// bytes and whose output is kept up to `output_limit` bytes per stream.
+    pub fn new(memory_limit: usize, output_limit: usize) -> Self {
+        let stdout = CapturedOutput::new(output_limit);
+        let stderr = CapturedOutput::new(output_limit);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_limit),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// The marker error a refused memory growth traps with, so the engine can
+/// tell an out-of-memory apart from other traps without parsing text.
+#[derive(Debug)]
+pub struct MemoryLimitExceeded;
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("memory limit exceeded")
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+/// `StoreLimits`, plus a record of whether a memory growth was refused.
+pub struct MemoryLimiter {
+    limits: StoreLimits,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl MemoryLimiter {
+    fn new(limit: usize) -> Self {
+        Self {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limit)
+                .table_elements(1 << 20)
+                .trap_on_grow_failure(true)
+                .build(),
+            limit,
+            exceeded: false,
+        }
+    }
+
+    /// The memory limit in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether the policy tried to grow a memory past the limit.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        match self.limits.memory_growing(current, desired, maximum) {
+            Ok(true) => Ok(true),
+            _ => {
+                self.exceeded = true;
+                Err(wasmtime::Error::new(MemoryLimitExceeded))
+            }
+        }
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// A stdout/stderr stream that keeps the first `limit` bytes and counts the
+/// rest. Writes never fail: a chatty policy must not trap because of its
+/// logging, and must not fill the server's memory either.
+#[derive(Clone)]
+pub struct CapturedOutput {
+    inner: Arc<Mutex<Captured>>,
+}
+
+struct Captured {
+    bytes: Vec<u8>,
+    limit: usize,
+    dropped: usize,
+}
+
+impl CapturedOutput {
+    fn new(limit: usize) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Captured {
+                bytes: Vec::new(),
+                limit,
+                dropped: 0,
+            })),
+        }
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut captured = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let room = captured.limit.saturating_sub(captured.bytes.len());
+        let kept = bytes.len().min(room);
+        captured.bytes.extend_from_slice(&bytes[..kept]);
+        captured.dropped += bytes.len() - kept;
+    }
+
+    /// The captured text (lossily decoded) and how many bytes were dropped.
+    pub fn take(&self) -> (String, usize) {
+        let mut captured = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let text = String::from_utf8_lossy(&captured.bytes).into_owned();
+        captured.bytes.clear();
+        (text, std::mem::take(&mut captured.dropped))
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CapturedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CapturedOutput {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_capped_and_overflow_counted() {
+        let output = CapturedOutput::new(8);
+        output.append(b"hello ");
+        output.append(b"world");
+        assert_eq!(output.take(), ("hello wo".to_owned(), 3));
+        assert_eq!(output.take(), (String::new(), 0), "take drains");
+    }
+
+    #[test]
+    fn refused_growth_is_recorded() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 1 << 19, None).unwrap());
+        assert!(!limiter.exceeded());
+        let error = limiter.memory_growing(1 << 19, 2 << 20, None).unwrap_err();
+        assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some());
+        assert!(limiter.exceeded());
+    }
+}

@@ -1,0 +1,22 @@
+//! wasmhook: a Kubernetes admission webhook that runs WebAssembly policies.
+//!
+//! The library exposes every part of the server so tests, benchmarks and the
+//! `wasmhook` binary share one implementation:
+//!
+//! - [`engine`]: compiles policy components and evaluates requests in
+//!   sandboxed, bounded instances;
+//! - [`review`]: reads AdmissionReviews; [`response`]: maps verdicts to
+//!   AdmissionResponses; [`patch`]: computes and verifies JSON Patches;
+//! - [`policy`]: how a policy is applied (mode, action, failure policy);
+//! - [`builtin`]: the policies compiled into the binary;
+//! - [`cli`]: the command line, including `wasmhook eval`.
+
+pub mod builtin;
+pub mod cli;
+pub mod duration;
+pub mod engine;
+pub mod manifest;
+pub mod patch;
+pub mod policy;
+pub mod response;
+pub mod review;

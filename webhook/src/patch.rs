@@ -1,0 +1,142 @@
+//! From a policy's mutated object to the JSON Patch the API server applies.
+//!
+//! Policies return the whole mutated object; the server computes the patch,
+//! so every policy language gets correct, minimal patches for free. Before a
+//! patch is sent it is applied to the original and must reproduce the mutated
+//! object exactly: a patch that would not, is never sent.
+
+use base64::Engine as _;
+use json_patch::{Patch, PatchOperation};
+use serde_json::Value;
+
+use crate::engine::PolicyFailure;
+
+/// The fields a mutation may not change: they identify the object.
+const IDENTITY: [&str; 4] = ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"];
+
+/// A computed, verified mutation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    /// The JSON Patch (RFC 6902) from the original to the mutated object.
+    pub patch: Patch,
+    /// The mutated object.
+    pub mutated: Value,
+}
+
+impl Mutation {
+    /// The patch as the API server wants it: standard base64 of its JSON.
+    pub fn encoded(&self) -> String {
+        let json = serde_json::to_vec(&self.patch).expect("a JSON Patch always serializes");
+        base64::engine::general_purpose::STANDARD.encode(json)
+    }
+}
+
+/// Computes the patch from `original_json` (the request's object) to
+/// `mutated_json` (what the policy returned). `Ok(None)` when nothing changed.
+pub fn compute(original_json: &str, mutated_json: &str) -> Result<Option<Mutation>, PolicyFailure> {
+    let mutated: Value = serde_json::from_str(mutated_json)
+        .map_err(|error| PolicyFailure::invalid_output(format!("the mutated object is not valid JSON: {error}")))?;
+    if !mutated.is_object() {
+        return Err(PolicyFailure::invalid_output(format!(
+            "the mutated object must be a JSON object, not {}",
+            json_type(&mutated)
+        )));
+    }
+    let original: Value = serde_json::from_str(original_json)
+        .map_err(|error| PolicyFailure::invalid_output(format!("the request's object is not valid JSON: {error}")))?;
+    for pointer in IDENTITY {
+        if original.pointer(pointer) != mutated.pointer(pointer) {
+            return Err(PolicyFailure::invalid_output(format!(
+                "the mutated object changes {pointer} (from {} to {}), which identifies the object and may not change",
+                show(original.pointer(pointer)),
+                show(mutated.pointer(pointer)),
+            )));
+        }
+    }
+    let patch = json_patch::diff(&original, &mutated);
+    if patch.0.is_empty() {
+        return Ok(None);
+    }
+    let mut reproduced = original;
+    json_patch::patch(&mut reproduced, &patch)
+        .map_err(|error| PolicyFailure::invalid_output(format!("the computed patch does not apply: {error}")))?;
+    if reproduced != mutated {
+        return Err(PolicyFailure::invalid_output(
+            "the computed patch does not reproduce the mutated object",
+        ));
+    }
+    Ok(Some(Mutation { patch, mutated }))
+}
+
+/// One line per operation, for messages: `add /spec/clusterIP = "None"`.
+pub fn describe(patch: &Patch) -> Vec<String> {
+    patch
+        .0
+        .iter()
+        .map(|operation| match operation {
+            PatchOperation::Add(op) => format!("add {} = {}", op.path, op.value),
+            PatchOperation::Replace(op) => format!("replace {} with {}", op.path, op.value),
+            PatchOperation::Remove(op) => format!("remove {}", op.path),
+            PatchOperation::Move(op) => format!("move {} to {}", op.from, op.path),
+            PatchOperation::Copy(op) => format!("copy {} to {}", op.from, op.path),
+            PatchOperation::Test(op) => format!("test {} is {}", op.path, op.value),
+        })
+        .collect()
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    value.map_or_else(|| "absent".to_owned(), Value::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ORIGINAL: &str = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"x":1,"keep":[1,2]}}"#;
+
+    #[test]
+    fn a_mutation_becomes_a_minimal_verified_patch() {
+        let mutated = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"x":1,"keep":[1,2],"clusterIP":"None"}}"#;
+        let mutation = compute(ORIGINAL, mutated).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&mutation.patch).unwrap(),
+            json!([{"op": "add", "path": "/spec/clusterIP", "value": "None"}])
+        );
+        let decoded = base64::engine::general_purpose::STANDARD.decode(mutation.encoded()).unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap(), serde_json::to_value(&mutation.patch).unwrap());
+        assert_eq!(describe(&mutation.patch), [r#"add /spec/clusterIP = "None""#]);
+    }
+
+    #[test]
+    fn no_change_is_no_patch_even_when_keys_are_reordered() {
+        let reordered = r#"{"spec":{"keep":[1,2],"x":1},"metadata":{"namespace":"n","name":"a"},"kind":"Service","apiVersion":"v1"}"#;
+        assert_eq!(compute(ORIGINAL, reordered).unwrap(), None);
+    }
+
+    #[test]
+    fn invalid_outputs_are_refused_with_a_reason() {
+        let reason = |mutated: &str| match compute(ORIGINAL, mutated).unwrap_err() {
+            PolicyFailure::InvalidOutput { reason } => reason,
+            other => panic!("unexpected failure {other:?}"),
+        };
+        assert!(reason("{nope").contains("not valid JSON"));
+        assert!(reason("[1]").contains("not an array"));
+        assert!(reason(&ORIGINAL.replace(r#""name":"a""#, r#""name":"b""#)).contains("/metadata/name"));
+        assert!(reason(&ORIGINAL.replace(r#","namespace":"n""#, "")).contains("/metadata/namespace"));
+        assert!(reason(&ORIGINAL.replace(r#""kind":"Service""#, r#""kind":"Pod""#)).contains("/kind"));
+        assert!(reason(&ORIGINAL.replace(r#""apiVersion":"v1""#, r#""apiVersion":"v2""#)).contains("/apiVersion"));
+    }
+}

@@ -1,0 +1,246 @@
+//! Reading an `admission.k8s.io/v1` AdmissionReview on the host.
+//!
+//! The body is parsed once: the envelope is checked, the few header fields
+//! the server needs (uid, kind, operation, name…) are read, and the `request`
+//! member is kept as the exact bytes the API server sent, which the policy
+//! receives without re-serialization. The object is parsed on the host only
+//! when a policy returns a mutation and the patch must be computed.
+
+use std::ops::Range;
+
+use kube::core::GroupVersionKind;
+use kube::core::admission::Operation;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The API version of the reviews wasmhook answers.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The kind of the reviews wasmhook answers.
+pub const KIND: &str = "AdmissionReview";
+
+/// Why a request body is not an AdmissionReview wasmhook can answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// The body is not JSON, or not an object.
+    #[error("the body is not a JSON AdmissionReview: {0}")]
+    NotJson(String),
+    /// `apiVersion` is missing or not `admission.k8s.io/v1`.
+    #[error("apiVersion is {found:?}; wasmhook answers admission.k8s.io/v1 AdmissionReviews (set admissionReviewVersions: [\"v1\"])")]
+    WrongApiVersion {
+        /// What the body said.
+        found: Option<String>,
+    },
+    /// `kind` is missing or not `AdmissionReview`.
+    #[error("kind is {found:?}; expected \"AdmissionReview\"")]
+    WrongKind {
+        /// What the body said.
+        found: Option<String>,
+    },
+    /// The review has no `request`.
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    /// The request has no (or an empty) `uid`.
+    #[error("request.uid is missing or empty")]
+    MissingUid,
+    /// A request field has the wrong shape.
+    #[error("request is malformed: {0}")]
+    MalformedRequest(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default, borrow)]
+    request: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header<'a> {
+    #[serde(default)]
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+}
+
+/// An admission request, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct AdmissionInput {
+    request_json: String,
+    uid: String,
+    kind: GroupVersionKind,
+    sub_resource: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    operation: Operation,
+    dry_run: bool,
+    object: Option<Range<usize>>,
+}
+
+impl AdmissionInput {
+    /// Parses an AdmissionReview body.
+    pub fn from_review(body: &[u8]) -> Result<Self, ReviewError> {
+        if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ReviewError::NotJson("expected a JSON object".into()));
+        }
+        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
+        if envelope.api_version.as_deref() != Some(API_VERSION) {
+            return Err(ReviewError::WrongApiVersion {
+                found: envelope.api_version,
+            });
+        }
+        if envelope.kind.as_deref() != Some(KIND) {
+            return Err(ReviewError::WrongKind { found: envelope.kind });
+        }
+        let request = envelope
+            .request
+            .filter(|raw| raw.get() != "null")
+            .ok_or(ReviewError::MissingRequest)?;
+        Self::from_request(request.get().to_owned())
+    }
+
+    /// Reads the `request` member of a review, given as JSON.
+    pub fn from_request(request_json: String) -> Result<Self, ReviewError> {
+        let header: Header<'_> =
+            serde_json::from_str(&request_json).map_err(|error| ReviewError::MalformedRequest(error.to_string()))?;
+        if header.uid.is_empty() {
+            return Err(ReviewError::MissingUid);
+        }
+        let span = |raw: Option<&RawValue>| {
+            raw.filter(|raw| raw.get() != "null").map(|raw| {
+                let start = raw.get().as_ptr() as usize - request_json.as_ptr() as usize;
+                start..start + raw.get().len()
+            })
+        };
+        let object = span(header.object);
+        let has_old_object = span(header.old_object).is_some();
+        if object.is_none() && header.operation != Operation::Delete && !has_old_object {
+            return Err(ReviewError::MalformedRequest(format!(
+                "a {:?} request must carry request.object",
+                header.operation
+            )));
+        }
+        Ok(Self {
+            uid: header.uid,
+            kind: header.kind,
+            sub_resource: header.sub_resource.filter(|s| !s.is_empty()),
+            name: header.name.filter(|s| !s.is_empty()),
+            namespace: header.namespace.filter(|s| !s.is_empty()),
+            operation: header.operation,
+            dry_run: header.dry_run.unwrap_or(false),
+            object,
+            request_json,
+        })
+    }
+
+    /// The request's uid, echoed in the response.
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// The kind of the object.
+    pub fn kind(&self) -> &GroupVersionKind {
+        &self.kind
+    }
+
+    /// The subresource, if any.
+    pub fn sub_resource(&self) -> Option<&str> {
+        self.sub_resource.as_deref()
+    }
+
+    /// The object's name, if known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The object's namespace, if namespaced.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The operation.
+    pub fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    /// Whether the request is a dry run.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The `request` member exactly as received: what the policy is given.
+    pub fn request_json(&self) -> &str {
+        &self.request_json
+    }
+
+    /// The request's object as raw JSON (absent on DELETE).
+    pub fn object_json(&self) -> Option<&str> {
+        self.object.clone().map(|span| &self.request_json[span])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn review(request: &str) -> String {
+        format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#)
+    }
+
+    const REQUEST: &str = r#"{"uid":"u1","kind":{"group":"","version":"v1","kind":"Service"},
+        "resource":{"group":"","version":"v1","resource":"services"},"name":"web","namespace":"ns",
+        "operation":"CREATE","userInfo":{},"object":{"kind":"Service","metadata":{"name":"web"}},"oldObject":null}"#;
+
+    #[test]
+    fn a_review_is_read_once_and_the_request_kept_verbatim() {
+        let input = AdmissionInput::from_review(review(REQUEST).as_bytes()).unwrap();
+        assert_eq!(input.uid(), "u1");
+        assert_eq!(input.kind().kind, "Service");
+        assert_eq!(input.operation(), &Operation::Create);
+        assert_eq!((input.name(), input.namespace()), (Some("web"), Some("ns")));
+        assert_eq!(input.request_json(), REQUEST);
+        assert_eq!(input.object_json(), Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#));
+    }
+
+    #[test]
+    fn bad_envelopes_say_what_is_wrong() {
+        let error = |body: &str| AdmissionInput::from_review(body.as_bytes()).unwrap_err();
+        assert!(matches!(error("{"), ReviewError::NotJson(reason) if reason.contains("line 1")));
+        assert!(matches!(error("[]"), ReviewError::NotJson(reason) if reason.contains("JSON object")));
+        assert!(matches!(error(""), ReviewError::NotJson(_)));
+        assert_eq!(
+            error(r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+            ReviewError::WrongApiVersion { found: Some("admission.k8s.io/v1beta1".into()) }
+        );
+        assert_eq!(
+            error(r#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#),
+            ReviewError::WrongKind { found: Some("Pod".into()) }
+        );
+        assert_eq!(error(&review("null")), ReviewError::MissingRequest);
+        assert_eq!(error(&review(&REQUEST.replace(r#""uid":"u1""#, r#""uid":"""#))), ReviewError::MissingUid);
+        assert!(matches!(
+            error(&review(&REQUEST.replace("CREATE", "CRUSH"))),
+            ReviewError::MalformedRequest(reason) if reason.contains("CRUSH")
+        ));
+        assert!(matches!(
+            error(&review(&REQUEST.replace(r#""object":{"kind":"Service","metadata":{"name":"web"}}"#, r#""object":null"#))),
+            ReviewError::MalformedRequest(reason) if reason.contains("request.object")
+        ));
+    }
+}
