@@ -2,6 +2,8 @@
 
 mod eval;
 
+use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -36,13 +38,36 @@ pub enum LogFormat {
 /// not load): the same code clap uses for usage errors.
 pub const EXIT_USAGE: u8 = 2;
 
-/// Parses the command line and runs it.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// Runs the command line `args` (program name first), writing results to
+/// `out` and errors to `err`; returns the exit status. The binary's `main`
+/// calls this with the process's arguments and streams; tests call it
+/// in-process.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let rendered = error.render().ansi().to_string();
+            let _ = match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => out.write_all(rendered.as_bytes()),
+                _ => err.write_all(rendered.as_bytes()),
+            };
+            return u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE);
+        }
+    };
     init_logging(cli.log_format, "warn");
     match cli.command {
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(args, out, err),
     }
+}
+
+/// The binary's entry point.
+pub fn main() -> ExitCode {
+    let status = run(std::env::args_os(), &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    ExitCode::from(status)
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` overrides `default_filter`.

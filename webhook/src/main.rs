@@ -1,4 +1,4 @@
-//! The `wasmhook` command: parses the command line and runs it.
+//! The `wasmhook` binary: everything lives in the library (`wasmhook::cli`).
 
 fn main() -> std::process::ExitCode {
     wasmhook::cli::main()

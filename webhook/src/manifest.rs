@@ -171,7 +171,8 @@ pub fn build_request(spec: RequestSpec) -> Result<Value, ManifestError> {
         }
         (_, Some(_)) => {
             return Err(ManifestError::Usage(format!(
-                "--old is only meaningful for UPDATE, not {operation:?}"
+                "--old is only meaningful for UPDATE, not {}",
+                crate::review::operation_name(&operation)
             )));
         }
         (_, None) => None,

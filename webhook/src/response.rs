@@ -193,8 +193,8 @@ fn interpret(input: &AdmissionInput, verdict: Verdict) -> Result<Interpreted, Po
             let original = match (input.operation(), input.object_json()) {
                 (Operation::Delete, _) | (_, None) => {
                     return Err(PolicyFailure::invalid_output(format!(
-                        "a mutated object was returned for a {:?} request, which has no object to mutate",
-                        input.operation()
+                        "a mutated object was returned for a {} request, which has no object to mutate",
+                        crate::review::operation_name(input.operation())
                     )));
                 }
                 (_, Some(original)) => original,

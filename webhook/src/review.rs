@@ -79,6 +79,16 @@ struct Header<'a> {
     old_object: Option<&'a RawValue>,
 }
 
+/// The operation as the API server spells it: `CREATE`, `UPDATE`…
+pub fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
 /// An admission request, ready to evaluate.
 #[derive(Debug, Clone)]
 pub struct AdmissionInput {
@@ -132,8 +142,8 @@ impl AdmissionInput {
         let has_old_object = span(header.old_object).is_some();
         if object.is_none() && header.operation != Operation::Delete && !has_old_object {
             return Err(ReviewError::MalformedRequest(format!(
-                "a {:?} request must carry request.object",
-                header.operation
+                "a {} request must carry request.object",
+                operation_name(&header.operation)
             )));
         }
         Ok(Self {

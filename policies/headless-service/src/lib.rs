@@ -78,7 +78,9 @@ impl Policy for HeadlessService {
             if label_selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
                 && label_selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
             {
-                return Err("selector is empty: it would select every Service (use null to turn label selection off)".into());
+                return Err(
+                    "selector is empty: it would select every Service (use null to turn label selection off)".into(),
+                );
             }
         }
         if settings.name_suffixes.is_empty() && settings.name_prefixes.is_empty() && settings.selector.is_none() {

@@ -2,9 +2,8 @@
 //! server would — same engine, same limits, same response mapping — and show
 //! the verdict, the JSON Patch and the resulting object.
 
-use std::io::Write as _;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -17,7 +16,7 @@ use crate::engine::{Engine, EngineConfig, Limits};
 use crate::manifest::{self, RequestSpec};
 use crate::policy::{Action, Enforcement, FailurePolicy, Mode};
 use crate::response::{Decision, Outcome, decide};
-use crate::review::AdmissionInput;
+use crate::review::{AdmissionInput, operation_name};
 
 /// Arguments of `wasmhook eval`.
 #[derive(Debug, Args)]
@@ -86,22 +85,22 @@ enum OutputFormat {
 }
 
 /// Runs `wasmhook eval`: 0 allowed, 1 denied, 2 usage or load error.
-pub fn run(args: EvalArgs) -> ExitCode {
+pub fn run(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     match evaluate(&args) {
         Ok((input, decision)) => {
             let printed = match args.output {
-                OutputFormat::Json => print_json(&decision),
-                OutputFormat::Human => print_human(&args, &input, &decision),
+                OutputFormat::Json => print_json(out, &decision),
+                OutputFormat::Human => print_human(out, &args, &input, &decision),
             };
             if let Err(error) = printed {
-                eprintln!("error: cannot write the output: {error}");
-                return ExitCode::from(EXIT_USAGE);
+                let _ = writeln!(err, "error: cannot write the output: {error}");
+                return EXIT_USAGE;
             }
-            if decision.response.allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if decision.response.allowed { 0 } else { 1 }
         }
         Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_USAGE)
+            let _ = writeln!(err, "error: {message}");
+            EXIT_USAGE
         }
     }
 }
@@ -198,15 +197,13 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|cache| cache.join("wasmhook"))
 }
 
-fn print_json(decision: &Decision) -> std::io::Result<()> {
+fn print_json(out: &mut dyn Write, decision: &Decision) -> std::io::Result<()> {
     let review = decision.response.clone().into_review();
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, &review)?;
-    writeln!(stdout)
+    serde_json::to_writer_pretty(&mut *out, &review)?;
+    writeln!(out)
 }
 
-fn print_human(args: &EvalArgs, input: &AdmissionInput, decision: &Decision) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+fn print_human(out: &mut dyn Write, args: &EvalArgs, input: &AdmissionInput, decision: &Decision) -> std::io::Result<()> {
     let response = &decision.response;
     let target = match input.namespace() {
         Some(namespace) => format!("{namespace}/{}", input.name().unwrap_or("<generated>")),
@@ -220,7 +217,12 @@ fn print_human(args: &EvalArgs, input: &AdmissionInput, decision: &Decision) -> 
         args.action.as_str(),
         args.failure_policy.as_str()
     )?;
-    writeln!(out, "request:  {:?} {} {target}", input.operation(), input.kind().kind)?;
+    writeln!(
+        out,
+        "request:  {} {} {target}",
+        operation_name(input.operation()),
+        input.kind().kind
+    )?;
     let verdict = match decision.outcome {
         Outcome::Allowed => "ALLOWED".to_owned(),
         Outcome::Mutated => "ALLOWED with a patch".to_owned(),

@@ -6,7 +6,11 @@
 //!
 //! Behaviours: `allow` (well-behaved), `loop`, `allocate`, `panic`, `error`,
 //! `invalid-json`, `not-an-object`, `identity-change`, `stdout-flood`,
-//! `reject-settings`.
+//! `reject-settings`, and `echo` (returns the object re-serialized through a
+//! generic JSON value, keys reordered: a round trip that must yield no patch),
+//! `count` (warns with a per-instance call counter: proves a fresh instance
+//! per call), `probe-wasi` (warns with what it could reach of the host: files,
+//! environment, arguments, network).
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
@@ -37,6 +41,21 @@ fn mutated(request: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Result<S
     let mut object = request.get("object").cloned().ok_or("no object")?;
     edit(&mut object);
     Ok(object.to_string())
+}
+
+/// What the sandbox lets through, one line per capability.
+fn probe_host() -> Vec<String> {
+    let files = match std::fs::read_dir("/") {
+        Ok(entries) => format!("files: listed {} entries of /", entries.count()),
+        Err(error) => format!("files: denied ({error})"),
+    };
+    let environment = format!("environment: {} variables", std::env::vars_os().count());
+    let arguments = format!("arguments: {}", std::env::args_os().count());
+    let network = match std::net::TcpStream::connect("127.0.0.1:1") {
+        Ok(_) => "network: connected".to_owned(),
+        Err(error) => format!("network: denied ({error})"),
+    };
+    vec![files, environment, arguments, network]
 }
 
 struct Misbehaving;
@@ -78,6 +97,22 @@ impl Guest for Misbehaving {
                 mutated_object: Some(mutated(&request, |object| {
                     object["metadata"]["name"] = "someone-else".into();
                 })?),
+                ..allow()
+            }),
+            "echo" => Ok(Verdict {
+                mutated_object: Some(mutated(&request, |_| {})?),
+                ..allow()
+            }),
+            "count" => {
+                static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                Ok(Verdict {
+                    warnings: vec![format!("call {calls}")],
+                    ..allow()
+                })
+            }
+            "probe-wasi" => Ok(Verdict {
+                warnings: probe_host(),
                 ..allow()
             }),
             "stdout-flood" => {

@@ -1,0 +1,327 @@
+//! The engine against real compiled components: policies that misbehave on
+//! purpose (each must fail with its typed failure, within its limits, without
+//! disturbing anything else), the sandbox, fresh instances, and the compile
+//! cache.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use wasmhook::engine::{CacheOutcome, CompiledPolicy, Engine, EngineConfig, LoadError, Limits, PolicyFailure};
+use wasmhook::policy::Enforcement;
+use wasmhook::response::{Outcome, decide};
+use wasmhook::review::AdmissionInput;
+use wasmhook_policy_artifacts::MISBEHAVING_POLICY_PATH;
+
+/// A CREATE of a Service carrying a field no API version knows, a quantity
+/// string, and keys in an unusual order.
+const REQUEST: &str = r#"{"uid":"engine-test","kind":{"group":"","version":"v1","kind":"Service"},
+    "resource":{"group":"","version":"v1","resource":"services"},"name":"web-headless","namespace":"ns",
+    "operation":"CREATE","userInfo":{"username":"test"},
+    "object":{"spec":{"futureField":{"keep":true,"ratio":0.25},"ports":[{"port":80}]},
+              "metadata":{"namespace":"ns","name":"web-headless","annotations":{"size":"1.5Gi"}},
+              "kind":"Service","apiVersion":"v1"},
+    "oldObject":null}"#;
+
+fn engine(slots: u32) -> Engine {
+    Engine::new(EngineConfig {
+        max_concurrent_evaluations: slots,
+        ..EngineConfig::default()
+    })
+    .expect("the engine starts")
+}
+
+fn limits(timeout: Duration) -> Limits {
+    Limits {
+        timeout,
+        memory: 32 << 20,
+    }
+}
+
+fn misbehaving(engine: &Engine, behaviour: &str, limits: Limits) -> CompiledPolicy {
+    let wasm = std::fs::read(MISBEHAVING_POLICY_PATH).expect("the misbehaving policy is built");
+    let settings = json!({ "behaviour": behaviour }).to_string();
+    engine.load(behaviour, &wasm, &settings, limits).expect("the policy loads")
+}
+
+fn builtin(engine: &Engine, name: &str) -> CompiledPolicy {
+    let wasm = wasmhook_policy_artifacts::builtin(name).expect("a built-in").wasm;
+    engine.load(name, wasm, "null", Limits::default()).expect("the built-in loads")
+}
+
+fn input() -> AdmissionInput {
+    AdmissionInput::from_request(REQUEST.to_owned()).unwrap()
+}
+
+#[test]
+fn an_endless_loop_times_out_close_to_its_limit() {
+    let engine = engine(4);
+    let timeout = Duration::from_millis(150);
+    let policy = misbehaving(&engine, "loop", limits(timeout));
+    let started = Instant::now();
+    let failure = policy.evaluate(REQUEST, None).unwrap_err();
+    let elapsed = started.elapsed();
+    assert_eq!(failure, PolicyFailure::Timeout(timeout));
+    assert!(elapsed >= timeout, "cut off early, after {elapsed:?}");
+    // The tick is 1 ms; the margin only absorbs a loaded CI machine.
+    assert!(elapsed < timeout + Duration::from_millis(100), "cut off late, after {elapsed:?}");
+}
+
+#[test]
+fn the_callers_budget_shortens_the_timeout() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "loop", limits(Duration::from_secs(10)));
+    let started = Instant::now();
+    let failure = policy.evaluate(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+    assert_eq!(failure, PolicyFailure::Timeout(Duration::from_millis(50)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "allocate", limits(Duration::from_secs(5)));
+    assert_eq!(
+        policy.evaluate(REQUEST, None).unwrap_err(),
+        PolicyFailure::OutOfMemory { limit: 32 << 20 }
+    );
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_panic_message() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "panic", limits(Duration::from_secs(2)));
+    match policy.evaluate(REQUEST, None).unwrap_err() {
+        PolicyFailure::Trap { message } => {
+            assert!(message.contains("panicked at"), "{message}");
+            assert!(message.contains("deliberate panic from the misbehaving policy"), "{message}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    // A trapped instance is discarded: the next call gets a fresh one.
+    assert!(matches!(policy.evaluate(REQUEST, None), Err(PolicyFailure::Trap { .. })));
+}
+
+#[test]
+fn a_policy_error_is_reported_as_such() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "error", limits(Duration::from_secs(2)));
+    assert_eq!(
+        policy.evaluate(REQUEST, None).unwrap_err(),
+        PolicyFailure::PolicyError {
+            message: "deliberate policy error".into()
+        }
+    );
+}
+
+#[test]
+fn invalid_outputs_are_refused() {
+    let engine = engine(4);
+    for (behaviour, reason) in [
+        ("invalid-json", "not valid JSON"),
+        ("not-an-object", "must be a JSON object, not an array"),
+        ("identity-change", "changes /metadata/name"),
+    ] {
+        let policy = misbehaving(&engine, behaviour, limits(Duration::from_secs(2)));
+        let decision = decide(behaviour, Enforcement::default(), &input(), policy.evaluate(REQUEST, None));
+        assert_eq!(decision.outcome, Outcome::Failed { kind: "invalid_output", allowed: false }, "{behaviour}");
+        let failure = decision.failure.unwrap().to_string();
+        assert!(failure.contains(reason), "{behaviour}: {failure}");
+    }
+}
+
+#[test]
+fn a_round_trip_through_generic_json_is_no_patch() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "echo", limits(Duration::from_secs(2)));
+    let verdict = policy.evaluate(REQUEST, None).unwrap();
+    assert!(verdict.mutated_object.is_some(), "the policy did return the object");
+    let decision = decide("echo", Enforcement::default(), &input(), Ok(verdict));
+    assert_eq!(decision.outcome, Outcome::Allowed);
+    assert_eq!(decision.response.patch, None);
+}
+
+#[test]
+fn the_headless_patch_holds_exactly_the_intended_operations() {
+    let engine = engine(4);
+    let policy = builtin(&engine, "headless-service");
+    let decision = decide("headless-service", Enforcement::default(), &input(), policy.evaluate(REQUEST, None));
+    assert_eq!(decision.outcome, Outcome::Mutated);
+    let patch = serde_json::to_value(&decision.mutation.unwrap().patch).unwrap();
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "add", "path": "/spec/clusterIP", "value": "None"},
+            {"op": "add", "path": "/spec/clusterIPs", "value": ["None"]},
+        ])
+    );
+}
+
+#[test]
+fn every_call_gets_a_fresh_instance() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "count", limits(Duration::from_secs(2)));
+    for _ in 0..3 {
+        assert_eq!(policy.evaluate(REQUEST, None).unwrap().warnings, ["call 1"]);
+    }
+}
+
+#[test]
+fn the_sandbox_grants_nothing() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "probe-wasi", limits(Duration::from_secs(2)));
+    let warnings = policy.evaluate(REQUEST, None).unwrap().warnings;
+    assert!(warnings[0].starts_with("files: denied"), "{warnings:?}");
+    assert_eq!(warnings[1], "environment: 0 variables");
+    assert_eq!(warnings[2], "arguments: 0");
+    assert!(warnings[3].starts_with("network: denied"), "{warnings:?}");
+}
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stdout_flood_is_logged_capped_and_does_not_fail() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "stdout-flood", limits(Duration::from_secs(10)));
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let verdict = tracing::subscriber::with_default(subscriber, || policy.evaluate(REQUEST, None)).unwrap();
+    assert!(verdict.allowed);
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The policy wrote 16 MiB to each stream; the log keeps a bounded excerpt.
+    assert!(logged.len() < 64 << 10, "logged {} bytes", logged.len());
+    assert!(logged.contains("policy=\"stdout-flood\"") || logged.contains("policy=stdout-flood"), "{}", &logged[..200]);
+    assert!(logged.contains("stream=\"stdout\"") || logged.contains("stream=stdout"));
+    assert!(logged.contains("dropped_bytes="));
+}
+
+#[test]
+fn settings_rejected_by_the_policy_are_a_load_error_naming_it() {
+    let engine = engine(4);
+    let wasm = std::fs::read(MISBEHAVING_POLICY_PATH).unwrap();
+    let settings = json!({"behaviour": "reject-settings"}).to_string();
+    let error = engine.load("picky", &wasm, &settings, Limits::default()).err().unwrap();
+    assert!(matches!(error, LoadError::Settings { .. }));
+    let message = error.to_string();
+    assert!(message.contains("\"picky\"") && message.contains("rejected on purpose"), "{message}");
+}
+
+#[test]
+fn bad_modules_and_limits_are_load_errors() {
+    let engine = engine(4);
+    let error = engine.load("junk", b"not wasm at all", "null", Limits::default()).err().unwrap();
+    assert!(matches!(error, LoadError::Compile { .. }), "{error}");
+    assert!(error.to_string().contains("\"junk\""));
+
+    let wasm = std::fs::read(MISBEHAVING_POLICY_PATH).unwrap();
+    let huge = Limits {
+        memory: 2 << 30,
+        ..Limits::default()
+    };
+    let error = engine.load("greedy", &wasm, "null", huge).err().unwrap();
+    assert!(matches!(error, LoadError::MemoryLimit { .. }), "{error}");
+}
+
+#[test]
+fn healthy_policies_keep_serving_while_others_spin() {
+    let engine = engine(4);
+    let spinner = misbehaving(&engine, "loop", limits(Duration::from_millis(1500)));
+    let healthy = builtin(&engine, "headless-service");
+    std::thread::scope(|scope| {
+        let spinners: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        for _ in 0..50 {
+            let verdict = healthy.evaluate(REQUEST, None).expect("the healthy policy answers");
+            assert!(verdict.allowed && verdict.mutated_object.is_some());
+        }
+        for spinner in spinners {
+            assert!(matches!(spinner.join().unwrap(), Err(PolicyFailure::Timeout(_))));
+        }
+    });
+}
+
+#[test]
+fn a_full_pool_is_a_typed_overload_not_a_hang() {
+    let engine = engine(2);
+    let spinner = misbehaving(&engine, "loop", limits(Duration::from_millis(1000)));
+    let healthy = builtin(&engine, "headless-service");
+    std::thread::scope(|scope| {
+        let spinners: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let failure = healthy.evaluate(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+        assert!(matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }), "{failure:?}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        for spinner in spinners {
+            spinner.join().unwrap().unwrap_err();
+        }
+    });
+    assert!(healthy.evaluate(REQUEST, None).is_ok(), "slots are released");
+}
+
+#[test]
+fn short_evaluations_are_never_cut_off_by_a_tick() {
+    let engine = engine(4);
+    let policy = builtin(&engine, "headless-service");
+    for _ in 0..100 {
+        policy
+            .evaluate(REQUEST, Some(Duration::from_millis(250)))
+            .expect("a quick evaluation completes");
+    }
+}
+
+#[test]
+fn the_compile_cache_is_used_and_survives_corruption() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = || EngineConfig {
+        max_concurrent_evaluations: 2,
+        cache_dir: Some(cache.path().to_owned()),
+        ..EngineConfig::default()
+    };
+    let wasm = wasmhook_policy_artifacts::builtin("headless-service").unwrap().wasm;
+    let load = |engine: &Engine| engine.load("headless-service", wasm, "null", Limits::default()).unwrap();
+
+    let first = load(&Engine::new(config()).unwrap());
+    assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
+    let second = load(&Engine::new(config()).unwrap());
+    assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
+    assert!(second.evaluate(REQUEST, None).unwrap().mutated_object.is_some());
+
+    let entry = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "cwasm"))
+        .expect("a cache entry");
+    let mut bytes = std::fs::read(&entry).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, bytes).unwrap();
+
+    let rebuilt = load(&Engine::new(config()).unwrap());
+    assert_eq!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt);
+    assert!(rebuilt.evaluate(REQUEST, None).unwrap().mutated_object.is_some());
+    assert_eq!(load(&Engine::new(config()).unwrap()).cache_outcome(), CacheOutcome::Hit);
+}

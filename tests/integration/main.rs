@@ -1,0 +1,5 @@
+//! Integration tests: one binary, a module per area (the wasmtime habit), all
+//! against real compiled policy components.
+
+mod engine;
+mod native_policies;
