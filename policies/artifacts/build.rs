@@ -23,9 +23,21 @@ struct Policy {
 }
 
 const POLICIES: &[Policy] = &[
-    Policy { package: "headless-service", dir: "policies/headless-service", builtin: true },
-    Policy { package: "statefulset-service-name", dir: "policies/statefulset-service-name", builtin: true },
-    Policy { package: "misbehaving-policy", dir: "tests/policies/misbehaving", builtin: false },
+    Policy {
+        package: "headless-service",
+        dir: "policies/headless-service",
+        builtin: true,
+    },
+    Policy {
+        package: "statefulset-service-name",
+        dir: "policies/statefulset-service-name",
+        builtin: true,
+    },
+    Policy {
+        package: "misbehaving-policy",
+        dir: "tests/policies/misbehaving",
+        builtin: false,
+    },
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -33,7 +45,10 @@ const PROFILE: &str = "policy";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir.join("../..").canonicalize().expect("the workspace root exists");
+    let workspace = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target_dir = out_dir.join("target");
 
@@ -100,7 +115,10 @@ fn build(workspace: &Path, target_dir: &Path) {
         command.env_remove(variable);
     }
     let status = command.status().expect("cannot run cargo to build the policies");
-    assert!(status.success(), "building the policy components for {TARGET} failed (see the output above)");
+    assert!(
+        status.success(),
+        "building the policy components for {TARGET} failed (see the output above)"
+    );
 }
 
 fn write_index(out_dir: &Path, target_dir: &Path) {
@@ -128,6 +146,10 @@ fn write_index(out_dir: &Path, target_dir: &Path) {
             .unwrap();
         }
     }
-    writeln!(index, "/// The policies compiled into the server, by name.\npub static BUILTINS: &[Builtin] = &[\n{builtins}];").unwrap();
+    writeln!(
+        index,
+        "/// The policies compiled into the server, by name.\npub static BUILTINS: &[Builtin] = &[\n{builtins}];"
+    )
+    .unwrap();
     std::fs::write(out_dir.join("artifacts.rs"), index).expect("cannot write artifacts.rs");
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use wasmhook::engine::{CacheOutcome, CompiledPolicy, Engine, EngineConfig, LoadError, Limits, PolicyFailure};
+use wasmhook::engine::{CacheOutcome, CompiledPolicy, Engine, EngineConfig, Limits, LoadError, PolicyFailure};
 use wasmhook::policy::Enforcement;
 use wasmhook::response::{Outcome, decide};
 use wasmhook::review::AdmissionInput;
@@ -41,12 +41,16 @@ fn limits(timeout: Duration) -> Limits {
 fn misbehaving(engine: &Engine, behaviour: &str, limits: Limits) -> CompiledPolicy {
     let wasm = std::fs::read(MISBEHAVING_POLICY_PATH).expect("the misbehaving policy is built");
     let settings = json!({ "behaviour": behaviour }).to_string();
-    engine.load(behaviour, &wasm, &settings, limits).expect("the policy loads")
+    engine
+        .load(behaviour, &wasm, &settings, limits)
+        .expect("the policy loads")
 }
 
 fn builtin(engine: &Engine, name: &str) -> CompiledPolicy {
     let wasm = wasmhook_policy_artifacts::builtin(name).expect("a built-in").wasm;
-    engine.load(name, wasm, "null", Limits::default()).expect("the built-in loads")
+    engine
+        .load(name, wasm, "null", Limits::default())
+        .expect("the built-in loads")
 }
 
 fn input() -> AdmissionInput {
@@ -64,7 +68,10 @@ fn an_endless_loop_times_out_close_to_its_limit() {
     assert_eq!(failure, PolicyFailure::Timeout(timeout));
     assert!(elapsed >= timeout, "cut off early, after {elapsed:?}");
     // The tick is 1 ms; the margin only absorbs a loaded CI machine.
-    assert!(elapsed < timeout + Duration::from_millis(100), "cut off late, after {elapsed:?}");
+    assert!(
+        elapsed < timeout + Duration::from_millis(100),
+        "cut off late, after {elapsed:?}"
+    );
 }
 
 #[test]
@@ -94,12 +101,18 @@ fn a_panic_is_a_trap_with_the_panic_message() {
     match policy.evaluate(REQUEST, None).unwrap_err() {
         PolicyFailure::Trap { message } => {
             assert!(message.contains("panicked at"), "{message}");
-            assert!(message.contains("deliberate panic from the misbehaving policy"), "{message}");
+            assert!(
+                message.contains("deliberate panic from the misbehaving policy"),
+                "{message}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }
     // A trapped instance is discarded: the next call gets a fresh one.
-    assert!(matches!(policy.evaluate(REQUEST, None), Err(PolicyFailure::Trap { .. })));
+    assert!(matches!(
+        policy.evaluate(REQUEST, None),
+        Err(PolicyFailure::Trap { .. })
+    ));
 }
 
 #[test]
@@ -123,8 +136,20 @@ fn invalid_outputs_are_refused() {
         ("identity-change", "changes /metadata/name"),
     ] {
         let policy = misbehaving(&engine, behaviour, limits(Duration::from_secs(2)));
-        let decision = decide(behaviour, Enforcement::default(), &input(), policy.evaluate(REQUEST, None));
-        assert_eq!(decision.outcome, Outcome::Failed { kind: "invalid_output", allowed: false }, "{behaviour}");
+        let decision = decide(
+            behaviour,
+            Enforcement::default(),
+            &input(),
+            policy.evaluate(REQUEST, None),
+        );
+        assert_eq!(
+            decision.outcome,
+            Outcome::Failed {
+                kind: "invalid_output",
+                allowed: false
+            },
+            "{behaviour}"
+        );
         let failure = decision.failure.unwrap().to_string();
         assert!(failure.contains(reason), "{behaviour}: {failure}");
     }
@@ -145,7 +170,12 @@ fn a_round_trip_through_generic_json_is_no_patch() {
 fn the_headless_patch_holds_exactly_the_intended_operations() {
     let engine = engine(4);
     let policy = builtin(&engine, "headless-service");
-    let decision = decide("headless-service", Enforcement::default(), &input(), policy.evaluate(REQUEST, None));
+    let decision = decide(
+        "headless-service",
+        Enforcement::default(),
+        &input(),
+        policy.evaluate(REQUEST, None),
+    );
     assert_eq!(decision.outcome, Outcome::Mutated);
     let patch = serde_json::to_value(&decision.mutation.unwrap().patch).unwrap();
     assert_eq!(
@@ -209,7 +239,11 @@ fn a_stdout_flood_is_logged_capped_and_does_not_fail() {
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     // The policy wrote 16 MiB to each stream; the log keeps a bounded excerpt.
     assert!(logged.len() < 64 << 10, "logged {} bytes", logged.len());
-    assert!(logged.contains("policy=\"stdout-flood\"") || logged.contains("policy=stdout-flood"), "{}", &logged[..200]);
+    assert!(
+        logged.contains("policy=\"stdout-flood\"") || logged.contains("policy=stdout-flood"),
+        "{}",
+        &logged[..200]
+    );
     assert!(logged.contains("stream=\"stdout\"") || logged.contains("stream=stdout"));
     assert!(logged.contains("dropped_bytes="));
 }
@@ -222,13 +256,19 @@ fn settings_rejected_by_the_policy_are_a_load_error_naming_it() {
     let error = engine.load("picky", &wasm, &settings, Limits::default()).err().unwrap();
     assert!(matches!(error, LoadError::Settings { .. }));
     let message = error.to_string();
-    assert!(message.contains("\"picky\"") && message.contains("rejected on purpose"), "{message}");
+    assert!(
+        message.contains("\"picky\"") && message.contains("rejected on purpose"),
+        "{message}"
+    );
 }
 
 #[test]
 fn bad_modules_and_limits_are_load_errors() {
     let engine = engine(4);
-    let error = engine.load("junk", b"not wasm at all", "null", Limits::default()).err().unwrap();
+    let error = engine
+        .load("junk", b"not wasm at all", "null", Limits::default())
+        .err()
+        .unwrap();
     assert!(matches!(error, LoadError::Compile { .. }), "{error}");
     assert!(error.to_string().contains("\"junk\""));
 
@@ -273,7 +313,10 @@ fn a_full_pool_is_a_typed_overload_not_a_hang() {
         std::thread::sleep(Duration::from_millis(100));
         let started = Instant::now();
         let failure = healthy.evaluate(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
-        assert!(matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }), "{failure:?}");
+        assert!(
+            matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }),
+            "{failure:?}"
+        );
         assert!(started.elapsed() < Duration::from_millis(500));
         for spinner in spinners {
             spinner.join().unwrap().unwrap_err();
@@ -302,7 +345,11 @@ fn the_compile_cache_is_used_and_survives_corruption() {
         ..EngineConfig::default()
     };
     let wasm = wasmhook_policy_artifacts::builtin("headless-service").unwrap().wasm;
-    let load = |engine: &Engine| engine.load("headless-service", wasm, "null", Limits::default()).unwrap();
+    let load = |engine: &Engine| {
+        engine
+            .load("headless-service", wasm, "null", Limits::default())
+            .unwrap()
+    };
 
     let first = load(&Engine::new(config()).unwrap());
     assert_eq!(first.cache_outcome(), CacheOutcome::Miss);

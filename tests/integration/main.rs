@@ -2,4 +2,6 @@
 //! against real compiled policy components.
 
 mod engine;
+mod eval_cli;
+mod fixtures_engine;
 mod native_policies;

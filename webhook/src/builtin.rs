@@ -116,7 +116,10 @@ mod tests {
             ModuleSource::Builtin("statefulset-service-name")
         );
         let error = ModuleSource::parse("builtin:nope").unwrap_err().to_string();
-        assert!(error.contains("\"nope\" is not a built-in policy") && error.contains("headless-service"), "{error}");
+        assert!(
+            error.contains("\"nope\" is not a built-in policy") && error.contains("headless-service"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -125,6 +128,11 @@ mod tests {
         assert_eq!(source.default_policy_name(), "policy");
         let error = source.read().unwrap_err().to_string();
         assert!(error.contains("/no/such/policy.wasm"), "{error}");
-        assert!(ModuleSource::Builtin("headless-service").read().unwrap().starts_with(b"\0asm"));
+        assert!(
+            ModuleSource::Builtin("headless-service")
+                .read()
+                .unwrap()
+                .starts_with(b"\0asm")
+        );
     }
 }

@@ -52,7 +52,9 @@ where
         Err(error) => {
             let rendered = error.render().ansi().to_string();
             let _ = match error.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => out.write_all(rendered.as_bytes()),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    out.write_all(rendered.as_bytes())
+                }
                 _ => err.write_all(rendered.as_bytes()),
             };
             return u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE);
@@ -66,7 +68,11 @@ where
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
-    let status = run(std::env::args_os(), &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+    let status = run(
+        std::env::args_os(),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
     ExitCode::from(status)
 }
 
@@ -74,7 +80,9 @@ pub fn main() -> ExitCode {
 pub fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

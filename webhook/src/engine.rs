@@ -301,9 +301,13 @@ impl CompiledPolicy {
     /// `budget` caps the wall-clock time below the policy's own timeout (the
     /// API server's deadline); the effective timeout is the smaller of the two.
     pub fn evaluate(&self, request_json: &str, budget: Option<Duration>) -> Result<Verdict, PolicyFailure> {
-        let timeout = budget.map_or(self.inner.limits.timeout, |budget| budget.min(self.inner.limits.timeout));
+        let timeout = budget.map_or(self.inner.limits.timeout, |budget| {
+            budget.min(self.inner.limits.timeout)
+        });
         let settings = self.inner.settings.as_str();
-        match self.call_within(timeout, |instance, store| instance.call_evaluate(store, request_json, settings))? {
+        match self.call_within(timeout, |instance, store| {
+            instance.call_evaluate(store, request_json, settings)
+        })? {
             Ok(verdict) => Ok(verdict),
             Err(message) => Err(PolicyFailure::PolicyError { message }),
         }
@@ -356,7 +360,13 @@ impl CompiledPolicy {
     }
 
     /// Turns a wasmtime error into a typed failure.
-    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>, timeout: Duration, stderr: &str) -> PolicyFailure {
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        store: &Store<HostState>,
+        timeout: Duration,
+        stderr: &str,
+    ) -> PolicyFailure {
         let limiter = &store.data().limiter;
         if limiter.exceeded() || error.downcast_ref::<MemoryLimitExceeded>().is_some() {
             return PolicyFailure::OutOfMemory { limit: limiter.limit() };
@@ -393,7 +403,9 @@ impl CompiledPolicy {
 fn panic_message(stderr: &str) -> Option<String> {
     let mut lines = stderr.lines();
     while let Some(line) = lines.next() {
-        let Some(start) = line.find("panicked at") else { continue };
+        let Some(start) = line.find("panicked at") else {
+            continue;
+        };
         let headline = &line[start..];
         return Some(match headline.strip_suffix(':') {
             Some(location) => format!("{location}: {}", lines.next().unwrap_or("").trim()),
@@ -422,7 +434,8 @@ mod tests {
             Some("panicked at src/lib.rs:3:5: boom")
         );
         assert_eq!(
-            panic_message("\nthread '<unnamed>' panicked at src/lib.rs:9:1:\nkaboom\nnote: run with RUST_BACKTRACE=1").as_deref(),
+            panic_message("\nthread '<unnamed>' panicked at src/lib.rs:9:1:\nkaboom\nnote: run with RUST_BACKTRACE=1")
+                .as_deref(),
             Some("panicked at src/lib.rs:9:1: kaboom")
         );
         assert_eq!(panic_message("just logging\n"), None);

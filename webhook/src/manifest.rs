@@ -140,7 +140,11 @@ pub fn build_request(spec: RequestSpec) -> Result<Value, ManifestError> {
     if let Some(namespace) = &namespace {
         object["metadata"]["namespace"] = json!(namespace);
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
 
     let old_object = match (&operation, old_object) {
         (Operation::Update, Some(mut old)) => {
@@ -153,7 +157,10 @@ pub fn build_request(spec: RequestSpec) -> Result<Value, ManifestError> {
                 format!(
                     "{} {}/{}",
                     value["kind"].as_str().unwrap_or("?"),
-                    value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(""),
+                    value
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
                     value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
                 )
             };
@@ -181,7 +188,11 @@ pub fn build_request(spec: RequestSpec) -> Result<Value, ManifestError> {
         Operation::Create => (Some(object), None, "CreateOptions"),
         Operation::Update => (Some(object), old_object, "UpdateOptions"),
         Operation::Delete => (None, Some(object), "DeleteOptions"),
-        Operation::Connect => return Err(ManifestError::Usage("CONNECT requests cannot be built from a manifest".into())),
+        Operation::Connect => {
+            return Err(ManifestError::Usage(
+                "CONNECT requests cannot be built from a manifest".into(),
+            ));
+        }
     };
     let gvk = json!({"group": group, "version": version, "kind": kind});
     let gvr = json!({"group": group, "version": version, "resource": plural(&kind)});
@@ -245,7 +256,9 @@ pub fn plural(kind: &str) -> String {
 
 /// A uid in UUID form, unique enough for a request built by hand.
 fn fresh_uid() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
     let digest = crate::engine::sha256_hex(format!("{nanos}-{}", std::process::id()).as_bytes());
     format!(
         "{}-{}-4{}-a{}-{}",
@@ -261,7 +274,8 @@ fn fresh_uid() -> String {
 mod tests {
     use super::*;
 
-    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-headless\nspec:\n  ports:\n  - port: 80\n";
+    const SERVICE: &str =
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-headless\nspec:\n  ports:\n  - port: 80\n";
 
     #[test]
     fn a_create_request_looks_like_the_api_servers() {
@@ -273,7 +287,10 @@ mod tests {
             default_namespace: "default".into(),
         })
         .unwrap();
-        assert_eq!(request["kind"], json!({"group": "", "version": "v1", "kind": "Service"}));
+        assert_eq!(
+            request["kind"],
+            json!({"group": "", "version": "v1", "kind": "Service"})
+        );
         assert_eq!(request["resource"]["resource"], "services");
         assert_eq!(request["operation"], "CREATE");
         assert_eq!(request["namespace"], "default");
@@ -309,7 +326,10 @@ mod tests {
         };
         assert!(build_request(spec(None)).unwrap_err().to_string().contains("--old"));
         let error = build_request(spec(Some(other))).unwrap_err().to_string();
-        assert!(error.contains("Service ns/db") && error.contains("Service ns/web-headless"), "{error}");
+        assert!(
+            error.contains("Service ns/db") && error.contains("Service ns/web-headless"),
+            "{error}"
+        );
         assert!(build_request(spec(Some(object.clone()))).is_ok());
     }
 
@@ -317,9 +337,13 @@ mod tests {
     fn bad_manifests_say_what_and_where() {
         let error = parse_object("x.yaml", "kind: [").unwrap_err().to_string();
         assert!(error.starts_with("x.yaml: not valid YAML"), "{error}");
-        let error = parse_object("x.yaml", &format!("{SERVICE}---\n{SERVICE}")).unwrap_err().to_string();
+        let error = parse_object("x.yaml", &format!("{SERVICE}---\n{SERVICE}"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("found 2 YAML documents"), "{error}");
-        let error = parse_object("x.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n").unwrap_err().to_string();
+        let error = parse_object("x.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("metadata.name"), "{error}");
         let error = parse_object("x.yaml", "kind: Service\n").unwrap_err().to_string();
         assert!(error.contains("apiVersion"), "{error}");

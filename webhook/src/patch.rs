@@ -105,7 +105,8 @@ mod tests {
 
     use super::*;
 
-    const ORIGINAL: &str = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"x":1,"keep":[1,2]}}"#;
+    const ORIGINAL: &str =
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"x":1,"keep":[1,2]}}"#;
 
     #[test]
     fn a_mutation_becomes_a_minimal_verified_patch() {
@@ -115,8 +116,13 @@ mod tests {
             serde_json::to_value(&mutation.patch).unwrap(),
             json!([{"op": "add", "path": "/spec/clusterIP", "value": "None"}])
         );
-        let decoded = base64::engine::general_purpose::STANDARD.decode(mutation.encoded()).unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap(), serde_json::to_value(&mutation.patch).unwrap());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(mutation.encoded())
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap(),
+            serde_json::to_value(&mutation.patch).unwrap()
+        );
         assert_eq!(describe(&mutation.patch), [r#"add /spec/clusterIP = "None""#]);
     }
 

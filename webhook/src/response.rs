@@ -245,7 +245,9 @@ fn apply_enforcement(policy: &str, enforcement: Enforcement, uid: &str, verdict:
         }
         (Some((message, _)), Action::Monitor) => {
             tracing::info!(policy, uid, would = "deny", %message, "monitor: request allowed");
-            response.warnings.push(trim_warning(&format!("[monitor] {policy} would deny: {message}")));
+            response
+                .warnings
+                .push(trim_warning(&format!("[monitor] {policy} would deny: {message}")));
             response.audit_annotations.insert("would-deny".into(), message);
             Outcome::WouldDeny
         }
@@ -259,7 +261,9 @@ fn apply_enforcement(policy: &str, enforcement: Enforcement, uid: &str, verdict:
             (Some(mutation), Action::Monitor) => {
                 let changes = patch::describe(&mutation.patch).join("; ");
                 tracing::info!(policy, uid, would = "mutate", %changes, "monitor: request allowed unchanged");
-                response.warnings.push(trim_warning(&format!("[monitor] {policy} would change: {changes}")));
+                response
+                    .warnings
+                    .push(trim_warning(&format!("[monitor] {policy} would change: {changes}")));
                 response.audit_annotations.insert("would-mutate".into(), changes);
                 Outcome::WouldMutate
             }
@@ -287,9 +291,9 @@ fn on_failure(policy: &str, enforcement: Enforcement, uid: &str, failure: Policy
             Action::Monitor => "monitor".to_owned(),
             Action::Enforce => format!("failurePolicy: {}", enforcement.failure_policy.as_str()),
         };
-        response
-            .warnings
-            .push(trim_warning(&format!("policy {policy} failed and was ignored ({why}): {failure}")));
+        response.warnings.push(trim_warning(&format!(
+            "policy {policy} failed and was ignored ({why}): {failure}"
+        )));
         response.audit_annotations.insert("failure".into(), failure.to_string());
         response
     };
@@ -319,7 +323,9 @@ fn is_qualified_name(key: &str) -> bool {
         && bytes.len() <= MAX_AUDIT_KEY_CHARS
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn reason_for(code: u16) -> &'static str {

@@ -25,7 +25,9 @@ pub enum ReviewError {
     #[error("the body is not a JSON AdmissionReview: {0}")]
     NotJson(String),
     /// `apiVersion` is missing or not `admission.k8s.io/v1`.
-    #[error("apiVersion is {found:?}; wasmhook answers admission.k8s.io/v1 AdmissionReviews (set admissionReviewVersions: [\"v1\"])")]
+    #[error(
+        "apiVersion is {found:?}; wasmhook answers admission.k8s.io/v1 AdmissionReviews (set admissionReviewVersions: [\"v1\"])"
+    )]
     WrongApiVersion {
         /// What the body said.
         found: Option<String>,
@@ -109,7 +111,8 @@ impl AdmissionInput {
         if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ReviewError::NotJson("expected a JSON object".into()));
         }
-        let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
         if envelope.api_version.as_deref() != Some(API_VERSION) {
             return Err(ReviewError::WrongApiVersion {
                 found: envelope.api_version,
@@ -225,7 +228,10 @@ mod tests {
         assert_eq!(input.operation(), &Operation::Create);
         assert_eq!((input.name(), input.namespace()), (Some("web"), Some("ns")));
         assert_eq!(input.request_json(), REQUEST);
-        assert_eq!(input.object_json(), Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#));
+        assert_eq!(
+            input.object_json(),
+            Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#)
+        );
     }
 
     #[test]
@@ -236,14 +242,21 @@ mod tests {
         assert!(matches!(error(""), ReviewError::NotJson(_)));
         assert_eq!(
             error(r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
-            ReviewError::WrongApiVersion { found: Some("admission.k8s.io/v1beta1".into()) }
+            ReviewError::WrongApiVersion {
+                found: Some("admission.k8s.io/v1beta1".into())
+            }
         );
         assert_eq!(
             error(r#"{"apiVersion":"admission.k8s.io/v1","kind":"Pod"}"#),
-            ReviewError::WrongKind { found: Some("Pod".into()) }
+            ReviewError::WrongKind {
+                found: Some("Pod".into())
+            }
         );
         assert_eq!(error(&review("null")), ReviewError::MissingRequest);
-        assert_eq!(error(&review(&REQUEST.replace(r#""uid":"u1""#, r#""uid":"""#))), ReviewError::MissingUid);
+        assert_eq!(
+            error(&review(&REQUEST.replace(r#""uid":"u1""#, r#""uid":"""#))),
+            ReviewError::MissingUid
+        );
         assert!(matches!(
             error(&review(&REQUEST.replace("CREATE", "CRUSH"))),
             ReviewError::MalformedRequest(reason) if reason.contains("CRUSH")

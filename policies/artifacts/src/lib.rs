@@ -29,7 +29,12 @@ mod tests {
         assert_eq!(BUILTINS.len(), 2);
         for builtin in BUILTINS {
             // A component's preamble: magic, then version 0x0d with layer 1.
-            assert_eq!(&builtin.wasm[..8], b"\0asm\x0d\0\x01\0", "{} is not a component", builtin.name);
+            assert_eq!(
+                &builtin.wasm[..8],
+                b"\0asm\x0d\0\x01\0",
+                "{} is not a component",
+                builtin.name
+            );
         }
         assert!(builtin("headless-service").is_some());
         assert!(builtin("no-such-policy").is_none());

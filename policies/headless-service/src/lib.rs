@@ -163,10 +163,18 @@ wasmhook_policy::export_policy!(HeadlessService);
 
 /// Why a Service is selected, for messages; `None` when it is not.
 fn selection_reason(name: &str, labels: Option<&BTreeMap<String, String>>, settings: &Settings) -> Option<String> {
-    if let Some(suffix) = settings.name_suffixes.iter().find(|suffix| name.ends_with(suffix.as_str())) {
+    if let Some(suffix) = settings
+        .name_suffixes
+        .iter()
+        .find(|suffix| name.ends_with(suffix.as_str()))
+    {
         return Some(format!("its name ends with {suffix:?}"));
     }
-    if let Some(prefix) = settings.name_prefixes.iter().find(|prefix| name.starts_with(prefix.as_str())) {
+    if let Some(prefix) = settings
+        .name_prefixes
+        .iter()
+        .find(|prefix| name.starts_with(prefix.as_str()))
+    {
         return Some(format!("its name starts with {prefix:?}"));
     }
     let empty = BTreeMap::new();

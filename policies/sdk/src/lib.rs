@@ -121,7 +121,9 @@ macro_rules! export_policy {
             struct WasmhookPolicyExport;
 
             impl $crate::bindings::Guest for WasmhookPolicyExport {
-                fn validate_settings(settings: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                fn validate_settings(
+                    settings: ::std::string::String,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     $crate::guest::validate_settings::<$policy>(&settings)
                 }
 
@@ -133,7 +135,7 @@ macro_rules! export_policy {
                 }
             }
 
-            $crate::bindings::__export_policy_world!(WasmhookPolicyExport with_types_in $crate::bindings);
+    $crate::bindings::__export_policy_world!(WasmhookPolicyExport with_types_in $crate::bindings);
         };
     };
 }

@@ -132,13 +132,12 @@ impl Object {
         T: DeserializeOwned + Serialize,
         F: FnOnce(&mut T),
     {
-        let mut typed: T = serde_json::from_value(self.document.clone()).map_err(|source| {
-            PolicyError::InvalidObject {
+        let mut typed: T =
+            serde_json::from_value(self.document.clone()).map_err(|source| PolicyError::InvalidObject {
                 what: "object",
                 target: std::any::type_name::<T>(),
                 source,
-            }
-        })?;
+            })?;
         let before = to_value(&typed)?;
         edit(&mut typed);
         let after = to_value(&typed)?;
@@ -173,9 +172,7 @@ impl Object {
         let mut current = &mut self.document;
         for segment in parent {
             current = match current {
-                Value::Object(map) => map
-                    .entry(segment.clone())
-                    .or_insert_with(|| Value::Object(Map::new())),
+                Value::Object(map) => map.entry(segment.clone()).or_insert_with(|| Value::Object(Map::new())),
                 Value::Array(items) => {
                     let index = array_index(pointer, segment, items.len())?;
                     &mut items[index]
@@ -191,7 +188,8 @@ impl Object {
 }
 
 fn to_value<T: Serialize>(typed: &T) -> Result<Value, PolicyError> {
-    serde_json::to_value(typed).map_err(|error| PolicyError::other(format!("cannot serialize the edited object: {error}")))
+    serde_json::to_value(typed)
+        .map_err(|error| PolicyError::other(format!("cannot serialize the edited object: {error}")))
 }
 
 /// Splits a JSON pointer into its unescaped parent segments and last segment.
@@ -293,7 +291,10 @@ mod tests {
         assert!(!object.is_changed(), "setting the same value is not a change");
         object.set("/metadata/labels/a~1b", "c").unwrap();
         assert!(object.is_changed());
-        assert_eq!(object.as_value(), &json!({"metadata": {"name": "x", "labels": {"a/b": "c"}}}));
+        assert_eq!(
+            object.as_value(),
+            &json!({"metadata": {"name": "x", "labels": {"a/b": "c"}}})
+        );
     }
 
     #[test]
@@ -303,7 +304,10 @@ mod tests {
         object.set("/spec/clusterIPs/-", "fd00::1").unwrap();
         assert_eq!(object.get("/spec/clusterIPs"), Some(&json!(["None", "fd00::1"])));
         let error = object.set("/spec/clusterIPs/5", "x").unwrap_err().to_string();
-        assert!(error.contains("/spec/clusterIPs/5") && error.contains("array of 2"), "{error}");
+        assert!(
+            error.contains("/spec/clusterIPs/5") && error.contains("array of 2"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -226,10 +226,7 @@ impl<'a> Request<'a> {
     }
 }
 
-fn deserialize_part<T: DeserializeOwned>(
-    what: &'static str,
-    raw: Option<&RawValue>,
-) -> Result<Option<T>, PolicyError> {
+fn deserialize_part<T: DeserializeOwned>(what: &'static str, raw: Option<&RawValue>) -> Result<Option<T>, PolicyError> {
     raw.map(|raw| {
         serde_json::from_str(raw.get()).map_err(|source| PolicyError::InvalidObject {
             what,

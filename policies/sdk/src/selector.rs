@@ -14,7 +14,10 @@ pub fn validate(selector: &LabelSelector) -> Result<(), String> {
         let at = format!("matchExpressions[{index}] (key {:?})", requirement.key);
         match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => {
-                return Err(format!("{at}: operator {} needs at least one value", requirement.operator));
+                return Err(format!(
+                    "{at}: operator {} needs at least one value",
+                    requirement.operator
+                ));
             }
             "Exists" | "DoesNotExist" if !values.is_empty() => {
                 return Err(format!("{at}: operator {} takes no values", requirement.operator));
@@ -94,9 +97,15 @@ mod tests {
         };
         assert!(matches(&selector, &labels(&[("tier", "db"), ("team", "x")])));
         assert!(!matches(&selector, &labels(&[("tier", "web"), ("team", "x")])));
-        assert!(!matches(&selector, &labels(&[("tier", "db"), ("team", "x"), ("env", "dev")])));
+        assert!(!matches(
+            &selector,
+            &labels(&[("tier", "db"), ("team", "x"), ("env", "dev")])
+        ));
         assert!(!matches(&selector, &labels(&[("tier", "db")])));
-        assert!(!matches(&selector, &labels(&[("tier", "db"), ("team", "x"), ("legacy", "")])));
+        assert!(!matches(
+            &selector,
+            &labels(&[("tier", "db"), ("team", "x"), ("legacy", "")])
+        ));
     }
 
     #[test]
@@ -105,9 +114,21 @@ mod tests {
             match_expressions: Some(vec![r]),
             ..Default::default()
         };
-        assert!(validate(&bad(requirement("a", "In", &[]))).unwrap_err().contains("needs at least one value"));
-        assert!(validate(&bad(requirement("a", "Exists", &["x"]))).unwrap_err().contains("takes no values"));
-        assert!(validate(&bad(requirement("a", "Has", &[]))).unwrap_err().contains("unknown operator"));
+        assert!(
+            validate(&bad(requirement("a", "In", &[])))
+                .unwrap_err()
+                .contains("needs at least one value")
+        );
+        assert!(
+            validate(&bad(requirement("a", "Exists", &["x"])))
+                .unwrap_err()
+                .contains("takes no values")
+        );
+        assert!(
+            validate(&bad(requirement("a", "Has", &[])))
+                .unwrap_err()
+                .contains("unknown operator")
+        );
         assert!(validate(&bad(requirement("a", "NotIn", &["x"]))).is_ok());
     }
 }

@@ -5,7 +5,11 @@
 /// at most 63 characters, lowercase alphanumerics or '-', starting with a
 /// letter and ending with an alphanumeric.
 pub fn dns1035_label(value: &str) -> Result<(), String> {
-    label(value, |first| first.is_ascii_lowercase(), "start with an alphabetic character")
+    label(
+        value,
+        |first| first.is_ascii_lowercase(),
+        "start with an alphabetic character",
+    )
 }
 
 /// Checks an RFC 1123 label (namespace names, most object names' segments):
@@ -25,7 +29,10 @@ fn label(value: &str, valid_first: impl Fn(char) -> bool, first_rule: &str) -> R
         return Err("must not be empty".into());
     }
     if value.len() > MAX {
-        return Err(format!("must be no more than {MAX} characters (it has {})", value.len()));
+        return Err(format!(
+            "must be no more than {MAX} characters (it has {})",
+            value.len()
+        ));
     }
     if let Some(bad) = value
         .chars()

@@ -82,8 +82,17 @@ impl Policy for StatefulSetServiceName {
         let Some(statefulset) = request.object::<StatefulSet>()? else {
             return Ok(Verdict::allow());
         };
-        let name = statefulset.metadata.name.as_deref().or(request.name()).unwrap_or_default();
-        let display = if namespace.is_empty() { name.to_owned() } else { format!("{namespace}/{name}") };
+        let name = statefulset
+            .metadata
+            .name
+            .as_deref()
+            .or(request.name())
+            .unwrap_or_default();
+        let display = if namespace.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{namespace}/{name}")
+        };
         let spec = statefulset.spec.unwrap_or_default();
 
         let template_labels = spec
@@ -116,7 +125,8 @@ impl Policy for StatefulSetServiceName {
                 )));
             }
             None => {
-                let service_name = render(&settings.service_name_template, name, namespace).map_err(PolicyError::other)?;
+                let service_name =
+                    render(&settings.service_name_template, name, namespace).map_err(PolicyError::other)?;
                 if let Err(reason) = validation::dns1035_label(&service_name) {
                     return Ok(Verdict::deny(format!(
                         "StatefulSet {display} has no spec.serviceName, and the name generated for it, \
@@ -162,8 +172,12 @@ fn selector_mismatch(selector: &LabelSelector, template_labels: &BTreeMap<String
         .flatten()
         .filter_map(|(key, wanted)| match template_labels.get(key) {
             Some(actual) if actual == wanted => None,
-            Some(actual) => Some(format!("label {key:?} is {wanted:?} in the selector but {actual:?} in the template")),
-            None => Some(format!("label {key:?}={wanted:?} is in the selector but not in the template")),
+            Some(actual) => Some(format!(
+                "label {key:?} is {wanted:?} in the selector but {actual:?} in the template"
+            )),
+            None => Some(format!(
+                "label {key:?}={wanted:?} is in the selector but not in the template"
+            )),
         })
         .collect();
     if !differences.is_empty() {

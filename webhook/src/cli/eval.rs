@@ -147,8 +147,8 @@ fn read_settings(settings: Option<&str>) -> Result<String, String> {
         ),
         None => ("--settings".to_owned(), settings.to_owned()),
     };
-    let value: Value =
-        serde_saphyr::from_str(&text).map_err(|error| format!("{origin}: settings are not valid JSON or YAML: {error}"))?;
+    let value: Value = serde_saphyr::from_str(&text)
+        .map_err(|error| format!("{origin}: settings are not valid JSON or YAML: {error}"))?;
     Ok(value.to_string())
 }
 
@@ -203,7 +203,12 @@ fn print_json(out: &mut dyn Write, decision: &Decision) -> std::io::Result<()> {
     writeln!(out)
 }
 
-fn print_human(out: &mut dyn Write, args: &EvalArgs, input: &AdmissionInput, decision: &Decision) -> std::io::Result<()> {
+fn print_human(
+    out: &mut dyn Write,
+    args: &EvalArgs,
+    input: &AdmissionInput,
+    decision: &Decision,
+) -> std::io::Result<()> {
     let response = &decision.response;
     let target = match input.namespace() {
         Some(namespace) => format!("{namespace}/{}", input.name().unwrap_or("<generated>")),
@@ -248,11 +253,20 @@ fn print_human(out: &mut dyn Write, args: &EvalArgs, input: &AdmissionInput, dec
         writeln!(out, "audit:    {key}={value}")?;
     }
     if let Some(mutation) = &decision.mutation {
-        let label = if response.patch.is_some() { "patch" } else { "wanted patch (not applied)" };
+        let label = if response.patch.is_some() {
+            "patch"
+        } else {
+            "wanted patch (not applied)"
+        };
         writeln!(out, "\n{label}:")?;
-        writeln!(out, "{}", serde_json::to_string_pretty(&mutation.patch).unwrap_or_default())?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&mutation.patch).unwrap_or_default()
+        )?;
         writeln!(out, "\nresulting object:")?;
-        let yaml = serde_saphyr::to_string(&mutation.mutated).unwrap_or_else(|error| format!("<cannot render: {error}>"));
+        let yaml =
+            serde_saphyr::to_string(&mutation.mutated).unwrap_or_else(|error| format!("<cannot render: {error}>"));
         write!(out, "{yaml}")?;
     }
     Ok(())

@@ -108,7 +108,10 @@ fn a_denial_has_status_code_403_by_default_or_the_policys_code() {
 
 #[test]
 fn validate_mode_turns_a_wanted_change_into_a_denial_listing_it() {
-    let decision = decide_with(enforcement(Mode::Validate, Action::Enforce, FailurePolicy::Fail), Ok(mutating()));
+    let decision = decide_with(
+        enforcement(Mode::Validate, Action::Enforce, FailurePolicy::Fail),
+        Ok(mutating()),
+    );
     assert_eq!(decision.outcome, Outcome::Denied);
     assert!(decision.mutation.is_some(), "the wanted mutation is reported");
     let wire = wire(&decision.response);
@@ -131,29 +134,54 @@ fn monitor_allows_and_reports_what_would_have_happened() {
     assert_eq!(decision.outcome, Outcome::WouldMutate);
     let wire = super::tests::wire(&decision.response);
     assert!(wire.get("patch").is_none(), "monitor never patches");
-    assert!(wire["warnings"][0].as_str().unwrap().contains("would change: add /spec/clusterIP"));
+    assert!(
+        wire["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("would change: add /spec/clusterIP")
+    );
 }
 
 #[test]
 fn failures_follow_the_failure_policy_and_action() {
     let failure = || Err(PolicyFailure::Timeout(std::time::Duration::from_millis(5)));
     let decision = decide_with(ENFORCE, failure());
-    assert_eq!(decision.outcome, Outcome::Failed { kind: "timeout", allowed: false });
+    assert_eq!(
+        decision.outcome,
+        Outcome::Failed {
+            kind: "timeout",
+            allowed: false
+        }
+    );
     let wire = wire(&decision.response);
     assert_eq!(wire["allowed"], false);
     assert_eq!(wire["status"]["code"], 500);
     let message = wire["status"]["message"].as_str().unwrap();
-    assert!(message.contains(r#"policy "p" failed: timed out"#) && message.contains("Fail"), "{message}");
+    assert!(
+        message.contains(r#"policy "p" failed: timed out"#) && message.contains("Fail"),
+        "{message}"
+    );
 
     for ignoring in [
         enforcement(Mode::Mutate, Action::Enforce, FailurePolicy::Ignore),
         enforcement(Mode::Validate, Action::Monitor, FailurePolicy::Fail),
     ] {
         let decision = decide_with(ignoring, failure());
-        assert_eq!(decision.outcome, Outcome::Failed { kind: "timeout", allowed: true });
+        assert_eq!(
+            decision.outcome,
+            Outcome::Failed {
+                kind: "timeout",
+                allowed: true
+            }
+        );
         let wire = super::tests::wire(&decision.response);
         assert_eq!(wire["allowed"], true);
-        assert!(wire["warnings"][0].as_str().unwrap().starts_with("policy p failed and was ignored"));
+        assert!(
+            wire["warnings"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("policy p failed and was ignored")
+        );
     }
 }
 
@@ -175,7 +203,13 @@ fn invalid_outputs_are_failures() {
     ];
     for case in cases {
         let decision = decide_with(ENFORCE, Ok(case));
-        assert_eq!(decision.outcome, Outcome::Failed { kind: "invalid_output", allowed: false });
+        assert_eq!(
+            decision.outcome,
+            Outcome::Failed {
+                kind: "invalid_output",
+                allowed: false
+            }
+        );
     }
 }
 
@@ -183,11 +217,20 @@ fn invalid_outputs_are_failures() {
 fn delete_is_never_patched() {
     let delete = REQUEST
         .replace("CREATE", "DELETE")
-        .replace(r#""object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns"},"spec":{}}"#, r#""object":null"#)
+        .replace(
+            r#""object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"web","namespace":"ns"},"spec":{}}"#,
+            r#""object":null"#,
+        )
         .replace(r#""oldObject":null"#, r#""oldObject":{"kind":"Service"}"#);
     let input = AdmissionInput::from_request(delete).unwrap();
     let decision = decide("p", ENFORCE, &input, Ok(mutating()));
-    assert_eq!(decision.outcome, Outcome::Failed { kind: "invalid_output", allowed: false });
+    assert_eq!(
+        decision.outcome,
+        Outcome::Failed {
+            kind: "invalid_output",
+            allowed: false
+        }
+    );
     assert!(decision.response.patch.is_none());
 }
 
