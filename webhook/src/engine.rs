@@ -5,7 +5,7 @@
 //! (or loaded from the on-disk cache) and pre-linked into a `PolicyPre`; every
 //! evaluation gets a new `Store` and instance from the pooling allocator, with
 //! copy-on-write memory images, so no state leaks between requests and
-//! instantiation takes microseconds. A [`gate::Gate`] keeps concurrent
+//! instantiation takes microseconds. A counting gate keeps concurrent
 //! evaluations within the pool; an epoch ticker and a memory limiter bound
 //! each one in time and space.
 
