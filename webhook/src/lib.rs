@@ -20,3 +20,4 @@ pub mod patch;
 pub mod policy;
 pub mod response;
 pub mod review;
+pub mod tls;
