@@ -13,6 +13,7 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod config;
 pub mod duration;
 pub mod engine;
 pub mod manifest;
