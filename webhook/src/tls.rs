@@ -7,7 +7,8 @@
 //!   Kubernetes Secret volume changes them, by swapping a `..data` symlink;
 //! - [`server_config`] builds the rustls configuration (TLS 1.2 and 1.3,
 //!   HTTP/2 and HTTP/1.1 by ALPN, optional client-certificate authentication);
-//! - [`generate_ca`] and [`GeneratedCa`] make certificates with rcgen, and
+//! - [`generate_ca`] and [`GeneratedCa`] make certificates with rcgen (an
+//!   existing CA is read back with rcgen's x509-parser support), and
 //!   [`ensure_dev_certs`] keeps a development CA and serving certificate in a
 //!   state directory.
 //!
@@ -15,7 +16,6 @@
 //! builder: nothing here depends on a process-wide default provider.
 
 mod certs;
-mod der;
 mod dev;
 mod reload;
 #[cfg(test)]

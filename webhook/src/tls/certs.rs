@@ -5,18 +5,24 @@
 //! Keys are ECDSA P-256 (rcgen's default; the API server's Go TLS stack and
 //! rustls both support it). Certificates are backdated an hour so a client
 //! whose clock runs a little behind still accepts them.
+//!
+//! A CA saved as PEM is turned back into a signer by rcgen
+//! ([`Issuer::from_ca_cert_der`], rcgen's `x509-parser` feature); x509-parser
+//! also reads the fields rcgen does not check (the public key and basic
+//! constraints).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod,
-    KeyPair, KeyUsagePurpose, PublicKeyData,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::parse_x509_certificate;
 
-use super::{TlsError, der};
+use super::TlsError;
 
 /// The longest validity accepted, in days (about a century).
 const MAX_VALID_DAYS: u32 = 36_525;
@@ -112,6 +118,10 @@ impl GeneratedCa {
     /// Re-creates a CA from its PEM certificate and PKCS#8 PEM key, so an
     /// existing CA (one this module generated, or any with a simple subject
     /// name) can sign new certificates.
+    ///
+    /// The certificate must be a CA (basic constraints `cA: TRUE`) and the key
+    /// must be its key. rcgen rebuilds the signer from the certificate (its
+    /// subject, key usages and subject key identifier) with x509-parser.
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
         let invalid = |reason: String| TlsError::InvalidCa { reason };
         let cert = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
@@ -122,39 +132,40 @@ impl GeneratedCa {
             .map_err(|error| invalid(format!("no usable PEM private key: {error}")))?;
         let key = KeyPair::try_from(&key)
             .map_err(|error| invalid(format!("the key is not a PKCS#8 ECDSA, Ed25519 or RSA key: {error}")))?;
-        let fields = der::cert_fields(&cert).map_err(|error| invalid(format!("unreadable certificate: {error}")))?;
-        if fields.spki != key.subject_public_key_info() {
+        let unreadable = |error| invalid(format!("unreadable certificate: {error}"));
+        let (_, parsed) = parse_x509_certificate(&cert).map_err(|error| unreadable(error.to_string()))?;
+        if parsed.public_key().raw != key.subject_public_key_info() {
             return Err(invalid("the key does not belong to the certificate".into()));
         }
-        if !fields.is_ca {
+        let constraints = parsed
+            .basic_constraints()
+            .map_err(|error| unreadable(error.to_string()))?;
+        if !constraints.is_some_and(|constraints| constraints.value.ca) {
             return Err(invalid(
                 "the certificate is not a CA certificate (basic constraints cA is not set)".into(),
             ));
         }
-        let name = der::distinguished_name(fields.subject)
-            .map_err(|error| invalid(format!("unsupported subject name: {error}")))?;
+        let issuer = Issuer::from_ca_cert_der(&cert, key)
+            .map_err(|error| invalid(format!("cannot sign with this certificate: {error}")))?;
         // Issued certificates carry the CA's subject as their issuer, and
         // clients match the two byte for byte: prove rcgen re-encodes it
-        // identically by signing a throwaway certificate with it.
-        let mut probe = CertificateParams::default();
-        probe.distinguished_name = name.clone();
-        let probe = probe.self_signed(&key).map_err(generate("subject name check"))?;
-        let reencoded =
-            der::cert_fields(probe.der()).map_err(|error| invalid(format!("subject name check: {error}")))?;
-        if reencoded.subject != fields.subject {
+        // identically (it cannot for repeated attributes or unusual string
+        // types) by issuing a throwaway certificate.
+        let probe = CertificateParams::default()
+            .signed_by(issuer.key(), &issuer)
+            .map_err(generate("subject name check"))?;
+        let (_, probe) =
+            parse_x509_certificate(probe.der()).map_err(|error| invalid(format!("subject name check: {error}")))?;
+        if probe.issuer().as_raw() != parsed.subject().as_raw() {
             return Err(invalid(
                 "the subject name cannot be reproduced exactly (repeated attributes or unusual encodings)".into(),
             ));
-        }
-        let mut params = ca_params(name);
-        if let Some(id) = fields.subject_key_id {
-            params.key_identifier_method = KeyIdMethod::PreSpecified(id.to_vec());
         }
         Ok(Self {
             cert_pem: cert_pem.to_owned(),
             key_pem: key_pem.to_owned(),
             cert_der: cert.clone(),
-            issuer: Issuer::new(params, key),
+            issuer,
         })
     }
 

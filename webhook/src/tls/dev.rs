@@ -19,7 +19,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::{GeneratedCa, ReloadingCert, TlsError, TlsFiles, crypto_provider, der, generate_ca, read};
+use super::{GeneratedCa, ReloadingCert, TlsError, TlsFiles, crypto_provider, generate_ca, read};
 
 /// Common name of the development CA.
 const CA_NAME: &str = "wasmhook development CA";
@@ -96,7 +96,9 @@ fn existing_ca(cert: &Path, key: &Path) -> Result<GeneratedCa, String> {
         String::from_utf8(bytes).map_err(|_| format!("{} is not text", path.display()))
     };
     let ca = GeneratedCa::from_pem(&read_text(cert)?, &read_text(key)?).map_err(|error| error.to_string())?;
-    let not_after = der::cert_fields(ca.cert_der())?.not_after;
+    let (_, parsed) = x509_parser::parse_x509_certificate(ca.cert_der())
+        .map_err(|error| format!("{}: unreadable certificate: {error}", cert.display()))?;
+    let not_after = parsed.validity().not_after.timestamp();
     let needed = now() + Duration::from_secs(u64::from(SERVING_DAYS) * 24 * 60 * 60) + RENEW_BEFORE;
     if not_after < i64::try_from(needed.as_secs()).unwrap_or(i64::MAX) {
         return Err(format!(

@@ -270,6 +270,33 @@ async fn a_ca_recreated_from_pem_issues_certificates_clients_trust() {
         .unwrap();
 }
 
+#[tokio::test]
+async fn a_ca_made_elsewhere_with_a_richer_subject_can_sign() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, DnValue, IsCa, KeyIdMethod, KeyPair};
+    let mut params = CertificateParams::default();
+    params
+        .distinguished_name
+        .push(DnType::CountryName, DnValue::PrintableString("DE".try_into().unwrap()));
+    params.distinguished_name.push(DnType::OrganizationName, "Example");
+    params.distinguished_name.push(DnType::CommonName, "external CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_identifier_method = KeyIdMethod::PreSpecified(vec![1, 2, 3, 4]);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let ca = GeneratedCa::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
+    let issued = ca.issue_serving_cert(&names(), 1).unwrap();
+    let leaf_der = leaf_of(&issued);
+    let (_, leaf) = x509_parser::parse_x509_certificate(&leaf_der).unwrap();
+    let (_, root) = x509_parser::parse_x509_certificate(ca.cert_der()).unwrap();
+    assert_eq!(leaf.issuer().as_raw(), root.subject().as_raw());
+    let temp = tempfile::tempdir().unwrap();
+    let files = write_pair(temp.path(), &issued);
+    let addr = serve(server_config(ReloadingCert::load(files).unwrap(), None).unwrap()).await;
+    connect(addr, client_config(&ca, ClientOptions::default()))
+        .await
+        .unwrap();
+}
+
 #[test]
 fn a_ca_from_pem_must_be_a_ca_with_its_own_key() {
     let ca = generate_ca("test CA", 1).unwrap();
