@@ -20,6 +20,10 @@ build: setup
 test: setup
 	$(CARGO) test --workspace
 
+## run: serve the built-in policies on https://127.0.0.1:8443 with a development CA
+run: setup
+	$(CARGO) run --bin wasmhook -- serve
+
 ## lint: formatting, clippy and docs, as CI checks them
 lint: setup fmt clippy doc
 

@@ -1,7 +1,11 @@
 //! Integration tests: one binary, a module per area (the wasmtime habit), all
-//! against real compiled policy components.
+//! against real compiled policy components, real TLS on loopback and a real
+//! HTTPS client.
 
 mod engine;
 mod eval_cli;
 mod fixtures_engine;
+mod harness;
 mod native_policies;
+mod server_http;
+mod server_lifecycle;

@@ -1,6 +1,7 @@
 //! The `wasmhook` command line: subcommands, logging set-up, exit codes.
 
 mod eval;
+mod serve;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -23,6 +24,8 @@ pub struct Cli {
 enum Command {
     /// Evaluate a policy on one request, locally: the policy author's inner loop.
     Eval(eval::EvalArgs),
+    /// Run the admission server.
+    Serve(serve::ServeArgs),
 }
 
 /// How log lines are written.
@@ -60,14 +63,23 @@ where
             return u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE);
         }
     };
-    init_logging(cli.log_format, "warn");
     match cli.command {
-        Command::Eval(args) => eval::run(args, out, err),
+        Command::Eval(args) => {
+            init_logging(cli.log_format, "warn");
+            eval::run(args, out, err)
+        }
+        Command::Serve(args) => {
+            init_logging(cli.log_format, "info");
+            serve::run(args, out, err)
+        }
     }
 }
 
 /// The binary's entry point.
 pub fn main() -> ExitCode {
+    // The only crypto provider in the build; servers and clients also name it
+    // explicitly, this covers any library that asks for the default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let status = run(
         std::env::args_os(),
         &mut std::io::stdout().lock(),

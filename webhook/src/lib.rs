@@ -9,6 +9,7 @@
 //!   AdmissionResponses; [`patch`]: computes and verifies JSON Patches;
 //! - [`policy`]: how a policy is applied (mode, action, failure policy);
 //! - [`builtin`]: the policies compiled into the binary;
+//! - [`server`]: the HTTPS admission server (`wasmhook serve`);
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
 pub mod builtin;
@@ -21,4 +22,5 @@ pub mod patch;
 pub mod policy;
 pub mod response;
 pub mod review;
+pub mod server;
 pub mod tls;

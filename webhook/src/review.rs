@@ -33,7 +33,7 @@ pub enum ReviewError {
         found: Option<String>,
     },
     /// `kind` is missing or not `AdmissionReview`.
-    #[error("kind is {found:?}; expected \"AdmissionReview\"")]
+    #[error("kind is {}; expected \"AdmissionReview\"", quoted(found))]
     WrongKind {
         /// What the body said.
         found: Option<String>,
@@ -47,6 +47,13 @@ pub enum ReviewError {
     /// A request field has the wrong shape.
     #[error("request is malformed: {0}")]
     MalformedRequest(String),
+}
+
+/// `"value"`, or `missing`.
+fn quoted(found: &Option<String>) -> String {
+    found
+        .as_ref()
+        .map_or_else(|| "missing".to_owned(), |value| format!("{value:?}"))
 }
 
 #[derive(Deserialize)]

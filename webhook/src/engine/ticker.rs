@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the epoch advances while an evaluation runs.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -40,25 +40,27 @@ impl EpochTicker {
         thread::Builder::new()
             .name("wasmhook-epoch".into())
             .spawn(move || {
+                // Ticks follow the clock, not the sleeps: a 1 ms sleep lasts
+                // ~1.05–1.1 ms, and over a 1 s timeout that drift would add
+                // up to a late cutoff.
+                let mut next_tick = Instant::now() + TICK;
                 while let Some(shared) = weak.upgrade() {
                     if shared.in_flight.load(Ordering::Acquire) == 0 {
-                        let mut woken = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
-                        while !*woken && shared.in_flight.load(Ordering::Acquire) == 0 {
-                            // Wake periodically to notice that the engine was dropped.
-                            let (guard, _) = shared
-                                .wakeup
-                                .wait_timeout(woken, Duration::from_secs(1))
-                                .unwrap_or_else(|p| p.into_inner());
-                            woken = guard;
-                            if Arc::strong_count(&shared) == 1 {
-                                return;
-                            }
+                        if !wait_for_work(&shared) {
+                            return;
                         }
-                        *woken = false;
+                        next_tick = Instant::now() + TICK;
                     }
                     drop(shared);
-                    thread::sleep(TICK);
-                    engine.increment_epoch();
+                    let now = Instant::now();
+                    if next_tick > now {
+                        thread::sleep(next_tick - now);
+                    }
+                    let now = Instant::now();
+                    while next_tick <= now {
+                        engine.increment_epoch();
+                        next_tick += TICK;
+                    }
                 }
             })
             .expect("cannot start the epoch ticker thread");
@@ -74,6 +76,24 @@ impl EpochTicker {
         }
         RunningGuard { ticker: self }
     }
+}
+
+/// Sleeps until an evaluation starts; `false` when the ticker was dropped.
+fn wait_for_work(shared: &Arc<Shared>) -> bool {
+    let mut woken = shared.wake.lock().unwrap_or_else(|p| p.into_inner());
+    while !*woken && shared.in_flight.load(Ordering::Acquire) == 0 {
+        // Wake periodically to notice that the engine was dropped.
+        let (guard, _) = shared
+            .wakeup
+            .wait_timeout(woken, Duration::from_secs(1))
+            .unwrap_or_else(|p| p.into_inner());
+        woken = guard;
+        if Arc::strong_count(shared) == 1 {
+            return false;
+        }
+    }
+    *woken = false;
+    true
 }
 
 /// Keeps the ticker running while it lives.

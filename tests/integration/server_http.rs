@@ -1,0 +1,361 @@
+//! The HTTPS admission surface, end to end over real TLS on loopback: every
+//! recorded review through the endpoint of its phase, over HTTP/1.1 and
+//! HTTP/2; the bad-input table; deadlines; health, readiness and metrics.
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde_json::Value;
+use wasmhook_tests::{Case, assert_patch_reproduces, cases};
+
+use crate::harness::{TestServer, fixture_body, misbehaving_wasm, post_review};
+
+/// Both built-ins in both modes, plus a policy that never finishes.
+const POLICY_SET: &str = r#"
+apiVersion: wasmhook.dev/v1alpha1
+kind: PolicySet
+policies:
+  - name: headless-service
+    module: builtin:headless-service
+  - name: statefulset-service-name
+    module: builtin:statefulset-service-name
+  - name: headless-service-validate
+    module: builtin:headless-service
+    mode: validate
+  - name: statefulset-service-name-validate
+    module: builtin:statefulset-service-name
+    mode: validate
+  - name: spinner
+    module: ./misbehaving.wasm
+    timeout: 10s
+    settings: {behaviour: loop}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["services"]
+"#;
+
+async fn start() -> TestServer {
+    let wasm = misbehaving_wasm();
+    TestServer::start(POLICY_SET, &[("misbehaving.wasm", &wasm)], |config| {
+        config.max_body_bytes = 256 << 10;
+    })
+    .await
+}
+
+/// The table's default-settings case of `fixture` for `policy`.
+fn default_case(fixture: &str, policy: &str) -> Case {
+    cases()
+        .into_iter()
+        .find(|case| case.fixture == fixture && case.policy == policy && case.settings.is_null())
+        .unwrap_or_else(|| panic!("the table has no default-settings case for {fixture} / {policy}"))
+}
+
+fn policy_for(review: &Value) -> &'static str {
+    match review["request"]["kind"]["kind"].as_str() {
+        Some("StatefulSet") => wasmhook_tests::STATEFULSET_SERVICE_NAME,
+        _ => wasmhook_tests::HEADLESS_SERVICE,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fixture_through_the_endpoint_of_its_phase_over_http1_and_http2() {
+    let server = start().await;
+    for client in [server.certs.http1_client(), server.certs.http2_client()] {
+        for fixture in wasmhook_tests::fixture_names() {
+            let body = fixture_body(&fixture);
+            let review: Value = serde_json::from_slice(&body).unwrap();
+            let policy = policy_for(&review);
+            let case = default_case(&fixture, policy);
+            let validating = fixture.starts_with("validating-");
+            let url = if validating {
+                server.url(&format!("/validate/{policy}-validate?timeout=10s"))
+            } else {
+                server.url(&format!("/mutate/{policy}?timeout=10s"))
+            };
+            let response = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let version = response.version();
+            assert_eq!(response.status(), StatusCode::OK, "{fixture}");
+            let answer: Value = response.json().await.unwrap();
+            let response = &answer["response"];
+            assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{fixture}");
+            assert_eq!(response["uid"], review["request"]["uid"], "{fixture} ({version:?})");
+
+            let wants_change = !case.patch.0.is_empty();
+            if validating {
+                assert_eq!(response["allowed"], case.allowed && !wants_change, "{fixture}");
+                assert!(
+                    response.get("patch").is_none(),
+                    "{fixture}: validate mode never patches"
+                );
+                continue;
+            }
+            assert_eq!(response["allowed"], case.allowed, "{fixture}");
+            match response.get("patch") {
+                None => assert!(!wants_change, "{fixture}: expected a patch"),
+                Some(patch) => {
+                    let encoded = patch.as_str().expect("the patch is a base64 string, not an array");
+                    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+                    let patch: json_patch::Patch = serde_json::from_slice(&decoded).unwrap();
+                    assert_eq!(patch, case.patch, "{fixture}");
+                    assert_eq!(response["patchType"], "JSONPatch");
+                    let original = case.original_object();
+                    let mut expected = original.clone();
+                    json_patch::patch(&mut expected, &case.patch).unwrap();
+                    assert_patch_reproduces(&original, &patch, &expected);
+                }
+            }
+        }
+    }
+    // Both protocols were really used.
+    let h2 = server.certs.http2_client().get(server.url("/")).send().await.unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    let h1 = server.certs.http1_client().get(server.url("/")).send().await.unwrap();
+    assert_eq!(h1.version(), reqwest::Version::HTTP_11);
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
+    let server = start().await;
+    let client = server.certs.http1_client();
+    let valid = fixture_body("mutating-create-service-sample-headless.json");
+    let review: Value = serde_json::from_slice(&valid).unwrap();
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut review = review.clone();
+        edit(&mut review);
+        serde_json::to_vec(&review).unwrap()
+    };
+    let mutate = server.url("/mutate/headless-service");
+    let cases: Vec<(&str, String, Vec<u8>, &str, StatusCode, &str)> = vec![
+        (
+            "malformed JSON",
+            mutate.clone(),
+            b"{\"apiVersion\": ".to_vec(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "not a JSON AdmissionReview",
+        ),
+        (
+            "not an object",
+            mutate.clone(),
+            b"[1, 2]".to_vec(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "JSON object",
+        ),
+        (
+            "wrong apiVersion",
+            mutate.clone(),
+            with(&|r| r["apiVersion"] = "admission.k8s.io/v1beta1".into()),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "admission.k8s.io/v1beta1",
+        ),
+        (
+            "wrong kind",
+            mutate.clone(),
+            with(&|r| r["kind"] = "Pod".into()),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "kind is \"Pod\"",
+        ),
+        (
+            "missing request",
+            mutate.clone(),
+            with(&|r| {
+                r.as_object_mut().unwrap().remove("request");
+            }),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "no request",
+        ),
+        (
+            "missing uid",
+            mutate.clone(),
+            with(&|r| {
+                r["request"].as_object_mut().unwrap().remove("uid");
+            }),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "request.uid",
+        ),
+        (
+            "bad operation",
+            mutate.clone(),
+            with(&|r| r["request"]["operation"] = "EXPLODE".into()),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "EXPLODE",
+        ),
+        (
+            "wrong content type",
+            mutate.clone(),
+            valid.clone(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            "body over the limit",
+            mutate.clone(),
+            vec![b' '; 300 << 10],
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "262144 bytes",
+        ),
+        (
+            "unknown policy",
+            server.url("/mutate/no-such-policy"),
+            valid.clone(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+            "no policy named \"no-such-policy\"",
+        ),
+        (
+            "mode mismatch",
+            server.url("/validate/headless-service"),
+            valid.clone(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+            "served at /mutate/headless-service",
+        ),
+        (
+            "unknown mode",
+            server.url("/audit/headless-service"),
+            valid.clone(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+            "no such endpoint",
+        ),
+        (
+            "bad deadline",
+            server.url("/mutate/headless-service?timeout=soon"),
+            valid.clone(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "timeout",
+        ),
+    ];
+    for (name, url, body, content_type, status, expected) in cases {
+        let response = client
+            .post(&url)
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{name}");
+        let error: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: body is not JSON: {e}"));
+        let message = error["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no error message in {error}"));
+        assert!(message.contains(expected), "{name}: {message:?} lacks {expected:?}");
+    }
+    // The server is unharmed.
+    let (status, answer) = post_review(&client, &mutate, valid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["allowed"], true);
+    let metrics = reqwest::get(server.health_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"wasmhook_rejected_requests_total{reason="malformed_review"} 7"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"wasmhook_rejected_requests_total{reason="body_too_large"} 1"#),
+        "{metrics}"
+    );
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_answer_beats_the_api_servers_deadline() {
+    let server = start().await;
+    let client = server.certs.http1_client();
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init();
+    // Connect first: the API server's deadline covers its call, which reuses
+    // pooled connections.
+    client.get(server.url("/")).send().await.unwrap();
+    let started = std::time::Instant::now();
+    let (status, answer) = post_review(
+        &client,
+        &server.url("/mutate/spinner?timeout=1s"),
+        fixture_body("mutating-create-service-dry-svc.json"),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        elapsed < std::time::Duration::from_secs(1),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(answer["response"]["allowed"], false, "failurePolicy Fail denies");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("policy \"spinner\" failed: timed out"), "{message}");
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let server = start().await;
+    let healthz = reqwest::get(server.health_url("/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+    let ready: Value = reqwest::get(server.health_url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["degraded"], false);
+    assert_eq!(ready["policies"]["headless-service"]["state"], "serving");
+    assert_eq!(ready["policies"].as_object().unwrap().len(), 5);
+
+    let client = server.certs.http1_client();
+    for _ in 0..3 {
+        post_review(
+            &client,
+            &server.url("/mutate/statefulset-service-name"),
+            fixture_body("mutating-create-statefulset-mysql.json"),
+        )
+        .await;
+    }
+    post_review(
+        &client,
+        &server.url("/mutate/spinner?timeout=1s"),
+        fixture_body("mutating-create-service-dry-svc.json"),
+    )
+    .await;
+    let metrics = reqwest::get(server.health_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for expected in [
+        r#"wasmhook_reviews_total{policy="statefulset-service-name",mode="mutate",result="mutated"} 3"#,
+        r#"wasmhook_reviews_total{policy="spinner",mode="mutate",result="failed_denied"} 1"#,
+        r#"wasmhook_policy_failures_total{policy="spinner",kind="timeout"} 1"#,
+        r#"wasmhook_review_duration_seconds_count{policy="statefulset-service-name"} 3"#,
+        "wasmhook_reviews_in_flight 0",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
+    }
+    server.server.shutdown().await;
+}

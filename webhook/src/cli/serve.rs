@@ -1,0 +1,257 @@
+//! `wasmhook serve`: run the admission server until SIGTERM/SIGINT, reloading
+//! the policy set on SIGHUP. With no arguments it serves the built-in policies
+//! on https://127.0.0.1:8443 with a development CA it generates, and prints a
+//! `curl` that posts a sample review.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use kube::core::admission::Operation;
+use serde_json::json;
+
+use super::EXIT_USAGE;
+use crate::engine::EngineConfig;
+use crate::manifest::{self, RequestSpec};
+use crate::server::registry::PolicySource;
+use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, RunningServer, ServerConfig};
+use crate::tls::TlsFiles;
+
+/// Arguments of `wasmhook serve`. Every flag has an environment-variable twin.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Policy-set file [default: the built-in policies with their defaults].
+    #[arg(long, env = "WASMHOOK_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Admission (HTTPS) address.
+    #[arg(long, env = "WASMHOOK_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Health (/healthz, /readyz) and metrics (/metrics) plain-HTTP address.
+    #[arg(long, env = "WASMHOOK_HEALTH_LISTEN", default_value = "127.0.0.1:9090")]
+    health_listen: SocketAddr,
+    /// Serving certificate chain (PEM) [default: a development certificate in --state-dir].
+    #[arg(long, env = "WASMHOOK_TLS_CERT", requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, env = "WASMHOOK_TLS_KEY", requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates issued by this CA bundle (PEM).
+    #[arg(long, env = "WASMHOOK_CLIENT_CA", value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// Where development certificates and the sample review are kept
+    /// [default: $XDG_STATE_HOME/wasmhook or ~/.local/state/wasmhook].
+    #[arg(long, env = "WASMHOOK_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Compile cache [default: $XDG_CACHE_HOME/wasmhook or ~/.cache/wasmhook].
+    #[arg(long, env = "WASMHOOK_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not cache compiled policies on disk.
+    #[arg(long, env = "WASMHOOK_NO_CACHE", conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// Evaluations that may run at once (the size of the instance pool).
+    #[arg(long, env = "WASMHOOK_MAX_CONCURRENT_EVALUATIONS", default_value_t = 64)]
+    max_concurrent_evaluations: u32,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "WASMHOOK_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// Time allowed for a TLS handshake.
+    #[arg(long, env = "WASMHOOK_HANDSHAKE_TIMEOUT", value_parser = crate::duration::parse, default_value = "10s")]
+    handshake_timeout: Duration,
+    /// Time allowed for request headers and body; also the keep-alive idle timeout.
+    #[arg(long, env = "WASMHOOK_HEADER_READ_TIMEOUT", value_parser = crate::duration::parse, default_value = "30s")]
+    header_read_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    #[arg(long, env = "WASMHOOK_DRAIN_TIMEOUT", value_parser = crate::duration::parse, default_value = "25s")]
+    drain_timeout: Duration,
+    /// How often the certificate files are checked for rotation.
+    #[arg(long, env = "WASMHOOK_TLS_RELOAD_INTERVAL", value_parser = crate::duration::parse, default_value = "10s")]
+    tls_reload_interval: Duration,
+    /// How often the policy set and module files are checked for changes.
+    #[arg(long, env = "WASMHOOK_POLICY_RELOAD_INTERVAL", value_parser = crate::duration::parse, default_value = "10s")]
+    policy_reload_interval: Duration,
+    /// Reload the policy set only on SIGHUP, never by watching files.
+    #[arg(long, env = "WASMHOOK_NO_POLICY_WATCH")]
+    no_policy_watch: bool,
+}
+
+/// Runs `wasmhook serve`: 0 after a graceful shutdown, 2 when it cannot start.
+pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot start the async runtime: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    runtime.block_on(serve(args, out, err))
+}
+
+async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let ServeArgs {
+        config,
+        listen,
+        health_listen,
+        tls_cert,
+        tls_key,
+        client_ca,
+        state_dir,
+        cache_dir,
+        no_cache,
+        max_concurrent_evaluations,
+        max_body_bytes,
+        handshake_timeout,
+        header_read_timeout,
+        drain_timeout,
+        tls_reload_interval,
+        policy_reload_interval,
+        no_policy_watch,
+    } = args;
+    let state_dir = state_dir
+        .or_else(default_state_dir)
+        .unwrap_or_else(|| PathBuf::from(".wasmhook"));
+    let (tls, dev_ca) = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => (TlsFiles { cert, key }, None),
+        _ => {
+            let sans = dev_sans(listen);
+            match crate::tls::ensure_dev_certs(&state_dir.join("dev-tls"), &sans) {
+                Ok(dev) => (dev.files, Some(dev.ca)),
+                Err(error) => {
+                    let _ = writeln!(err, "error: cannot create development certificates: {error}");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    };
+    let policies = config.clone().map_or(PolicySource::BuiltinDefault, PolicySource::File);
+    let server_config = ServerConfig {
+        client_ca,
+        tls_reload_interval,
+        policy_reload_interval: (!no_policy_watch).then_some(policy_reload_interval),
+        engine: EngineConfig {
+            max_concurrent_evaluations,
+            cache_dir: if no_cache {
+                None
+            } else {
+                cache_dir.or_else(super::eval::default_cache_dir)
+            },
+            ..EngineConfig::default()
+        },
+        max_body_bytes,
+        timeouts: ConnectionTimeouts {
+            handshake: handshake_timeout,
+            header_read: header_read_timeout,
+            drain: drain_timeout,
+        },
+        ..ServerConfig::new(listen, health_listen, tls, policies)
+    };
+    let server = match RunningServer::start(server_config).await {
+        Ok(server) => server,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    if let Some(ca) = dev_ca {
+        let _ = print_dev_hints(out, &server, &ca, &state_dir);
+    }
+    wait_for_signals(&server).await;
+    server.shutdown().await;
+    0
+}
+
+/// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
+async fn wait_for_signals(server: &RunningServer) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; serving until killed");
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); return; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully"); return; }
+            _ = hangup.recv() => { tracing::info!("SIGHUP: reloading the policy set"); server.reload_policies().await; }
+        }
+    }
+}
+
+/// Names the development certificate must cover.
+fn dev_sans(listen: SocketAddr) -> Vec<String> {
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let ip = listen.ip();
+    if !ip.is_unspecified() && !sans.contains(&ip.to_string()) {
+        sans.push(ip.to_string());
+    }
+    sans
+}
+
+/// `$XDG_STATE_HOME/wasmhook`, or `~/.local/state/wasmhook`.
+fn default_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))
+        .map(|state| state.join("wasmhook"))
+}
+
+/// Writes a sample review and prints how to try the server with curl.
+fn print_dev_hints(out: &mut dyn Write, server: &RunningServer, ca: &Path, state_dir: &Path) -> std::io::Result<()> {
+    let sample = state_dir.join("sample-review.json");
+    std::fs::write(&sample, sample_review())?;
+    let host = if server.addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else {
+        server.addr.ip().to_string()
+    };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    writeln!(
+        out,
+        "wasmhook is serving {} on https://{host}:{}",
+        server.policy_names().join(", "),
+        server.addr.port()
+    )?;
+    writeln!(
+        out,
+        "health and metrics: http://{}/readyz  http://{}/metrics",
+        server.health_addr, server.health_addr
+    )?;
+    writeln!(
+        out,
+        "development TLS (not for production; pass --tls-cert/--tls-key): CA {}",
+        ca.display()
+    )?;
+    writeln!(out, "try it:")?;
+    writeln!(
+        out,
+        "  curl --cacert {} -H 'Content-Type: application/json' --data @{} https://{host}:{}/mutate/headless-service",
+        ca.display(),
+        sample.display(),
+        server.addr.port()
+    )?;
+    out.flush()
+}
+
+/// An AdmissionReview creating a Service that must become headless.
+fn sample_review() -> String {
+    let service = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "demo-headless", "labels": {"app": "demo"}},
+        "spec": {"selector": {"app": "demo"}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    });
+    let request = manifest::build_request(RequestSpec {
+        object: service,
+        old_object: None,
+        operation: Operation::Create,
+        default_namespace: "default".into(),
+    })
+    .expect("the sample is a valid object");
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request});
+    serde_json::to_string_pretty(&review).expect("JSON serializes")
+}

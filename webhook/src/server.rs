@@ -1,0 +1,254 @@
+//! The admission server: loads and validates everything, binds, serves, and
+//! shuts down gracefully. `wasmhook serve` runs it; tests start it in-process
+//! on port 0.
+
+mod app;
+mod listener;
+pub mod metrics;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+pub use app::budget_within;
+pub use listener::ConnectionTimeouts;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::tls::{ReloadingCert, TlsError, TlsFiles};
+use app::AppState;
+use metrics::{Metrics, ResultLabels};
+use registry::{PolicySource, PolicyStore, StartupError};
+
+/// Everything the server needs, resolved and validated by the caller.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Admission (TLS) address.
+    pub listen: SocketAddr,
+    /// Health and metrics (plain HTTP) address.
+    pub health_listen: SocketAddr,
+    /// Serving certificate and key.
+    pub tls: TlsFiles,
+    /// CA bundle client certificates must chain to, if clients must present one.
+    pub client_ca: Option<PathBuf>,
+    /// How often the certificate files are checked for rotation.
+    pub tls_reload_interval: Duration,
+    /// The policy set.
+    pub policies: PolicySource,
+    /// How often the policy set and module files are checked for changes
+    /// (`None`: only on SIGHUP).
+    pub policy_reload_interval: Option<Duration>,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Connection timeouts and the shutdown drain.
+    pub timeouts: ConnectionTimeouts,
+}
+
+impl ServerConfig {
+    /// Defaults for everything but the addresses, certificate and policies.
+    pub fn new(listen: SocketAddr, health_listen: SocketAddr, tls: TlsFiles, policies: PolicySource) -> Self {
+        Self {
+            listen,
+            health_listen,
+            tls,
+            client_ca: None,
+            tls_reload_interval: Duration::from_secs(10),
+            policies,
+            policy_reload_interval: Some(Duration::from_secs(10)),
+            engine: EngineConfig::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            timeouts: ConnectionTimeouts {
+                handshake: Duration::from_secs(10),
+                header_read: Duration::from_secs(30),
+                drain: Duration::from_secs(25),
+            },
+        }
+    }
+}
+
+/// The API server sends requests of up to 3 MiB; an UPDATE carries the object twice.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 3 << 20;
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The engine could not be created.
+    #[error("cannot start the policy engine: {0}")]
+    Engine(String),
+    /// The policy set or a policy is invalid.
+    #[error(transparent)]
+    Policies(#[from] StartupError),
+    /// The certificate, key or client CA is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// An address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// The admission (TLS) address actually bound.
+    pub addr: SocketAddr,
+    /// The health and metrics address actually bound.
+    pub health_addr: SocketAddr,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    certificate: Arc<ReloadingCert>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Loads the policies and certificate (failing on anything invalid),
+    /// binds both addresses, and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let metrics = Arc::new(Metrics::new());
+        let engine = Engine::new(config.engine.clone()).map_err(|error| ServerError::Engine(format!("{error:#}")))?;
+        let store = {
+            let metrics = metrics.clone();
+            let source = config.policies.clone();
+            tokio::task::spawn_blocking(move || PolicyStore::load(engine, source, metrics))
+                .await
+                .expect("loading policies does not panic")?
+        };
+        let store = Arc::new(store);
+        let certificate = ReloadingCert::load(config.tls.clone())?;
+        let tls = TlsAcceptor::from(crate::tls::server_config(
+            certificate.clone(),
+            config.client_ca.as_deref(),
+        )?);
+
+        let admission = listener::bind(config.listen).await?;
+        let health = listener::bind(config.health_listen).await?;
+        let addr = admission.local_addr()?;
+        let health_addr = health.local_addr()?;
+
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            max_body_bytes: config.max_body_bytes,
+            body_timeout: config.timeouts.header_read,
+        });
+        let (shutdown, stopping) = watch::channel(false);
+        let mut tasks = vec![
+            tokio::spawn(listener::serve(
+                admission,
+                Some(tls),
+                app::admission_router(state.clone()),
+                config.timeouts,
+                stopping.clone(),
+            )),
+            tokio::spawn(listener::serve(
+                health,
+                None,
+                app::health_router(state),
+                config.timeouts,
+                stopping.clone(),
+            )),
+        ];
+        tasks.push(tokio::spawn(watch_certificate(
+            certificate.clone(),
+            metrics.clone(),
+            config.tls_reload_interval,
+            stopping.clone(),
+        )));
+        if let Some(interval) = config.policy_reload_interval {
+            tasks.push(tokio::spawn(watch_policies(store.clone(), interval, stopping)));
+        }
+        let snapshot = store.snapshot();
+        tracing::info!(%addr, %health_addr, policies = snapshot.policies.len(), "wasmhook serving");
+        Ok(Self {
+            addr,
+            health_addr,
+            store,
+            metrics,
+            certificate,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Reloads the policy set now (what SIGHUP does).
+    pub async fn reload_policies(&self) {
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.reload()).await;
+    }
+
+    /// The names of the policies being served.
+    pub fn policy_names(&self) -> Vec<String> {
+        self.store.snapshot().policies.keys().cloned().collect()
+    }
+
+    /// The metrics, in the Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// How many times the serving certificate was swapped.
+    pub fn certificate_generation(&self) -> u64 {
+        self.certificate.generation()
+    }
+
+    /// Stops accepting, lets every accepted request finish (bounded by the
+    /// drain timeout), and returns when everything has stopped.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        tracing::info!("wasmhook stopped");
+    }
+}
+
+async fn watch_certificate(
+    certificate: Arc<ReloadingCert>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = listener::stopped(&mut stopping) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let reload = certificate.clone();
+        let result = tokio::task::spawn_blocking(move || reload.reload()).await;
+        match result {
+            Ok(Ok(true)) => {
+                tracing::info!(generation = certificate.generation(), "serving certificate reloaded");
+                metrics
+                    .certificate_reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "new serving certificate rejected; the previous one stays in service");
+                metrics
+                    .certificate_reloads
+                    .get_or_create(&ResultLabels { result: "failure" })
+                    .inc();
+            }
+            Err(join_error) => tracing::error!(%join_error, "certificate reload task failed"),
+        }
+    }
+}
+
+async fn watch_policies(store: Arc<PolicyStore>, interval: Duration, mut stopping: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = listener::stopped(&mut stopping) => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let store = store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.reload_if_changed()).await;
+    }
+}

@@ -1,0 +1,149 @@
+//! Prometheus metrics of the admission server: what operators alert on.
+//!
+//! Reviews by policy, mode and result; latency per policy; policy failures by
+//! kind; reviews in flight; malformed requests by reason; policy (re)loads and
+//! certificate reloads.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a review.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    /// The policy's name.
+    pub policy: String,
+    /// `mutate` or `validate`.
+    pub mode: &'static str,
+    /// The outcome ([`crate::response::Outcome::label`]).
+    pub result: &'static str,
+}
+
+/// Labels naming a policy.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy's name.
+    pub policy: String,
+}
+
+/// Labels of a policy failure.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The policy's name.
+    pub policy: String,
+    /// [`crate::engine::PolicyFailure::kind`].
+    pub kind: &'static str,
+}
+
+/// Labels of a rejected HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectionLabels {
+    /// Why it was rejected, such as `malformed_review` or `body_too_large`.
+    pub reason: &'static str,
+}
+
+/// Labels of a load or reload attempt.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Reviews answered.
+    pub reviews: Family<ReviewLabels, Counter>,
+    /// Review latency, from the request's arrival to the response.
+    pub review_duration: Family<PolicyLabels, Histogram>,
+    /// Failures of policies.
+    pub policy_failures: Family<FailureLabels, Counter>,
+    /// Reviews being evaluated now.
+    pub in_flight: Gauge,
+    /// Requests rejected before evaluation.
+    pub rejected: Family<RejectionLabels, Counter>,
+    /// Policy loads that failed (the previous version, if any, kept serving).
+    pub policy_load_failures: Family<PolicyLabels, Counter>,
+    /// Policy-set reloads.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    /// Serving certificate reloads.
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("wasmhook");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        let review_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs … ~26 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+        });
+        let policy_failures = Family::<FailureLabels, Counter>::default();
+        let in_flight = Gauge::default();
+        let rejected = Family::<RejectionLabels, Counter>::default();
+        let policy_load_failures = Family::<PolicyLabels, Counter>::default();
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register("reviews", "Admission reviews answered", reviews.clone());
+        registry.register(
+            "review_duration_seconds",
+            "Time to answer an admission review",
+            review_duration.clone(),
+        );
+        registry.register("policy_failures", "Policy failures by kind", policy_failures.clone());
+        registry.register(
+            "reviews_in_flight",
+            "Admission reviews being evaluated",
+            in_flight.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests rejected before evaluation",
+            rejected.clone(),
+        );
+        registry.register(
+            "policy_load_failures",
+            "Policy loads that failed; the previous version kept serving",
+            policy_load_failures.clone(),
+        );
+        registry.register("config_reloads", "Policy-set reloads", config_reloads.clone());
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads",
+            certificate_reloads.clone(),
+        );
+        Self {
+            registry,
+            reviews,
+            review_duration,
+            policy_failures,
+            in_flight,
+            rejected,
+            policy_load_failures,
+            config_reloads,
+            certificate_reloads,
+        }
+    }
+
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Counts a rejected request.
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectionLabels { reason }).inc();
+    }
+}
