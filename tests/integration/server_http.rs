@@ -121,6 +121,29 @@ async fn every_fixture_through_the_endpoint_of_its_phase_over_http1_and_http2() 
     server.server.shutdown().await;
 }
 
+/// One malformed request and the answer it must get.
+struct BadInput {
+    name: &'static str,
+    url: String,
+    body: Vec<u8>,
+    content_type: &'static str,
+    status: StatusCode,
+    expected: &'static str,
+}
+
+impl BadInput {
+    fn new(name: &'static str, url: &str, body: Vec<u8>, status: StatusCode, expected: &'static str) -> Self {
+        Self {
+            name,
+            url: url.to_owned(),
+            body,
+            content_type: "application/json",
+            status,
+            expected,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let server = start().await;
@@ -133,125 +156,117 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
         serde_json::to_vec(&review).unwrap()
     };
     let mutate = server.url("/mutate/headless-service");
-    let cases: Vec<(&str, String, Vec<u8>, &str, StatusCode, &str)> = vec![
-        (
+    let json = "application/json";
+    let cases = [
+        BadInput::new(
             "malformed JSON",
-            mutate.clone(),
+            &mutate,
             b"{\"apiVersion\": ".to_vec(),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "not a JSON AdmissionReview",
         ),
-        (
+        BadInput::new(
             "not an object",
-            mutate.clone(),
+            &mutate,
             b"[1, 2]".to_vec(),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "JSON object",
         ),
-        (
+        BadInput::new(
             "wrong apiVersion",
-            mutate.clone(),
+            &mutate,
             with(&|r| r["apiVersion"] = "admission.k8s.io/v1beta1".into()),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "admission.k8s.io/v1beta1",
         ),
-        (
+        BadInput::new(
             "wrong kind",
-            mutate.clone(),
+            &mutate,
             with(&|r| r["kind"] = "Pod".into()),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "kind is \"Pod\"",
         ),
-        (
+        BadInput::new(
             "missing request",
-            mutate.clone(),
+            &mutate,
             with(&|r| {
                 r.as_object_mut().unwrap().remove("request");
             }),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "no request",
         ),
-        (
+        BadInput::new(
             "missing uid",
-            mutate.clone(),
+            &mutate,
             with(&|r| {
                 r["request"].as_object_mut().unwrap().remove("uid");
             }),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "request.uid",
         ),
-        (
+        BadInput::new(
             "bad operation",
-            mutate.clone(),
+            &mutate,
             with(&|r| r["request"]["operation"] = "EXPLODE".into()),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "EXPLODE",
         ),
-        (
-            "wrong content type",
-            mutate.clone(),
-            valid.clone(),
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "application/json",
-        ),
-        (
+        BadInput {
+            content_type: "text/plain",
+            ..BadInput::new(
+                "wrong content type",
+                &mutate,
+                valid.clone(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json,
+            )
+        },
+        BadInput::new(
             "body over the limit",
-            mutate.clone(),
+            &mutate,
             vec![b' '; 300 << 10],
-            "application/json",
             StatusCode::PAYLOAD_TOO_LARGE,
             "262144 bytes",
         ),
-        (
+        BadInput::new(
             "unknown policy",
-            server.url("/mutate/no-such-policy"),
+            &server.url("/mutate/no-such-policy"),
             valid.clone(),
-            "application/json",
             StatusCode::NOT_FOUND,
             "no policy named \"no-such-policy\"",
         ),
-        (
+        BadInput::new(
             "mode mismatch",
-            server.url("/validate/headless-service"),
+            &server.url("/validate/headless-service"),
             valid.clone(),
-            "application/json",
             StatusCode::NOT_FOUND,
             "served at /mutate/headless-service",
         ),
-        (
+        BadInput::new(
             "unknown mode",
-            server.url("/audit/headless-service"),
+            &server.url("/audit/headless-service"),
             valid.clone(),
-            "application/json",
             StatusCode::NOT_FOUND,
             "no such endpoint",
         ),
-        (
+        BadInput::new(
             "bad deadline",
-            server.url("/mutate/headless-service?timeout=soon"),
+            &server.url("/mutate/headless-service?timeout=soon"),
             valid.clone(),
-            "application/json",
             StatusCode::BAD_REQUEST,
             "timeout",
         ),
     ];
-    for (name, url, body, content_type, status, expected) in cases {
+    for case in cases {
+        let name = case.name;
         let response = client
-            .post(&url)
-            .header("Content-Type", content_type)
-            .body(body)
+            .post(&case.url)
+            .header("Content-Type", case.content_type)
+            .body(case.body)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), status, "{name}");
+        assert_eq!(response.status(), case.status, "{name}");
         let error: Value = response
             .json()
             .await
@@ -259,7 +274,11 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
         let message = error["error"]
             .as_str()
             .unwrap_or_else(|| panic!("{name}: no error message in {error}"));
-        assert!(message.contains(expected), "{name}: {message:?} lacks {expected:?}");
+        assert!(
+            message.contains(case.expected),
+            "{name}: {message:?} lacks {:?}",
+            case.expected
+        );
     }
     // The server is unharmed.
     let (status, answer) = post_review(&client, &mutate, valid).await;

@@ -259,3 +259,67 @@ async fn shutdown_answers_every_accepted_request() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_cut_off_without_blocking_others() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start(POLICY_SET, &[("custom.wasm", &misbehaving_wasm())], |config| {
+        config.timeouts.handshake = Duration::from_millis(300);
+    })
+    .await;
+    // Connections that never start (or never finish) a TLS handshake.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(server.server.addr).await.unwrap();
+        if stalled.len() % 2 == 0 {
+            use tokio::io::AsyncWriteExt;
+            stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap(); // the start of a ClientHello
+        }
+        stalled.push(stream);
+    }
+    let (status, _) = post_review(
+        &server.certs.http1_client(),
+        &server.url("/mutate/headless-service"),
+        fixture_body("mutating-create-service-dry-svc.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a stalled handshake blocks nobody");
+    for mut stream in stalled {
+        let mut buffer = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("the server closes a stalled connection after the handshake timeout");
+        assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered: {read:?}");
+    }
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_files_are_reloaded_without_a_signal() {
+    let server = TestServer::start(POLICY_SET, &[("custom.wasm", &misbehaving_wasm())], |config| {
+        config.policy_reload_interval = Some(Duration::from_millis(100));
+    })
+    .await;
+    let changed = std::fs::read_to_string(server.policy_set_path()).unwrap().replacen(
+        "{behaviour: count}",
+        "{behaviour: allow}",
+        1,
+    );
+    std::fs::write(server.policy_set_path(), changed).unwrap();
+    let client = server.certs.http1_client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, answer) = post_review(
+            &client,
+            &server.url("/mutate/custom"),
+            fixture_body("mutating-create-service-dry-svc.json"),
+        )
+        .await;
+        if answer["response"].get("warnings").is_none() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the change was not picked up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.server.shutdown().await;
+}

@@ -80,11 +80,9 @@ pub fn main() -> ExitCode {
     // The only crypto provider in the build; servers and clients also name it
     // explicitly, this covers any library that asks for the default.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let status = run(
-        std::env::args_os(),
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-    );
+    // Unlocked handles: other threads log to stderr, and a lock held here
+    // for the life of `serve` would block every one of them.
+    let status = run(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(status)
 }
 
