@@ -20,7 +20,7 @@ pub use app::budget_within;
 pub use listener::ConnectionTimeouts;
 
 use crate::engine::{Engine, EngineConfig};
-use crate::tls::{ReloadingCert, TlsError, TlsFiles};
+use crate::tls::{ReloadOutcome, ReloadingCert, TlsError, TlsFiles};
 use app::AppState;
 use metrics::{Metrics, ResultLabels};
 use registry::{PolicySource, PolicyStore, StartupError};
@@ -154,11 +154,21 @@ impl RunningServer {
                 stopping.clone(),
             )),
         ];
-        tasks.push(tokio::spawn(watch_certificate(
-            certificate.clone(),
-            metrics.clone(),
+        let reloads = metrics.clone();
+        let mut stopping_certificates = stopping.clone();
+        tasks.push(tokio::spawn(certificate.clone().watch(
             config.tls_reload_interval,
-            stopping.clone(),
+            async move { listener::stopped(&mut stopping_certificates).await },
+            move |outcome| {
+                let result = match outcome {
+                    ReloadOutcome::Swapped => "success",
+                    ReloadOutcome::Rejected => "failure",
+                };
+                reloads
+                    .certificate_reloads
+                    .get_or_create(&ResultLabels { result })
+                    .inc();
+            },
         )));
         if let Some(interval) = config.policy_reload_interval {
             tasks.push(tokio::spawn(watch_policies(store.clone(), interval, stopping)));
@@ -205,40 +215,6 @@ impl RunningServer {
             let _ = task.await;
         }
         tracing::info!("wasmhook stopped");
-    }
-}
-
-async fn watch_certificate(
-    certificate: Arc<ReloadingCert>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-    mut stopping: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            () = listener::stopped(&mut stopping) => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let reload = certificate.clone();
-        let result = tokio::task::spawn_blocking(move || reload.reload()).await;
-        match result {
-            Ok(Ok(true)) => {
-                tracing::info!(generation = certificate.generation(), "serving certificate reloaded");
-                metrics
-                    .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "success" })
-                    .inc();
-            }
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "new serving certificate rejected; the previous one stays in service");
-                metrics
-                    .certificate_reloads
-                    .get_or_create(&ResultLabels { result: "failure" })
-                    .inc();
-            }
-            Err(join_error) => tracing::error!(%join_error, "certificate reload task failed"),
-        }
     }
 }
 

@@ -33,7 +33,7 @@ use rustls_pki_types::pem::PemObject;
 
 pub use certs::{GeneratedCa, GeneratedCert, generate_ca};
 pub use dev::{DevCerts, ensure_dev_certs};
-pub use reload::ReloadingCert;
+pub use reload::{ReloadOutcome, ReloadingCert};
 
 /// The protocol versions the server accepts.
 pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =

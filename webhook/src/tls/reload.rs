@@ -27,6 +27,15 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::{TlsError, TlsFiles, crypto_provider, read, read_certs};
 use crate::engine::sha256_hex;
 
+/// What a reload attempt by [`ReloadingCert::watch`] did, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new, valid pair was swapped in.
+    Swapped,
+    /// The files changed but the new pair was rejected; the old one serves on.
+    Rejected,
+}
+
 /// A rustls [`ResolvesServerCert`] that always serves the current
 /// certificate and can swap in a new one from the same files.
 pub struct ReloadingCert {
@@ -80,7 +89,12 @@ impl ReloadingCert {
     /// Polling rather than a file watch because Kubernetes Secret volumes
     /// update by atomically swapping a `..data` symlink in the directory,
     /// which a watch on the files misses (see the module documentation).
-    pub async fn watch(self: Arc<Self>, interval: Duration, shutdown: impl Future<Output = ()>) {
+    pub async fn watch(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl Future<Output = ()>,
+        on_reload: impl Fn(ReloadOutcome) + Send,
+    ) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // The first tick is immediate; the pair was just loaded.
@@ -103,6 +117,7 @@ impl ReloadingCert {
                             generation = self.generation(),
                             "TLS certificate reloaded"
                         );
+                        on_reload(ReloadOutcome::Swapped);
                     }
                     last_error = None;
                     continue;
@@ -111,6 +126,7 @@ impl ReloadingCert {
                 Err(join_error) => format!("the reload task failed: {join_error}"),
             };
             if last_error.as_ref() != Some(&error) {
+                on_reload(ReloadOutcome::Rejected);
                 tracing::warn!(%error, "cannot reload the TLS certificate; still serving the previous one");
                 last_error = Some(error);
             }

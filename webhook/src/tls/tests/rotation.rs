@@ -136,9 +136,15 @@ async fn a_broken_new_pair_keeps_the_old_one_in_service() {
 async fn watch_picks_up_a_swap_and_stops_on_shutdown() {
     let server = Rotating::start().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let watcher = tokio::spawn(Arc::clone(&server.cert).watch(Duration::from_millis(50), async {
-        let _ = stopped.await;
-    }));
+    let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = Arc::clone(&outcomes);
+    let watcher = tokio::spawn(Arc::clone(&server.cert).watch(
+        Duration::from_millis(50),
+        async {
+            let _ = stopped.await;
+        },
+        move |outcome| recorded.lock().unwrap().push(outcome),
+    ));
 
     let second = server.ca.issue_serving_cert(&names(), 1).unwrap();
     rotate(server.dir(), "..2026_b", &second);
@@ -151,6 +157,20 @@ async fn watch_picks_up_a_swap_and_stops_on_shutdown() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(server.served_leaf().await, leaf_of(&second));
+    assert_eq!(*outcomes.lock().unwrap(), [crate::tls::ReloadOutcome::Swapped]);
+
+    // A broken pair is reported once, however many polls see it.
+    std::fs::write(server.dir().join("..2026_b/tls.key"), "not a key").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        *outcomes.lock().unwrap(),
+        [crate::tls::ReloadOutcome::Swapped, crate::tls::ReloadOutcome::Rejected]
+    );
+    assert_eq!(
+        server.served_leaf().await,
+        leaf_of(&second),
+        "the good pair keeps serving"
+    );
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(1), watcher)
