@@ -303,7 +303,12 @@ fn healthy_policies_keep_serving_while_others_spin() {
 
 #[test]
 fn a_full_pool_is_a_typed_overload_not_a_hang() {
-    let engine = engine(2);
+    let engine = Engine::new(EngineConfig {
+        max_concurrent_evaluations: 2,
+        max_concurrent_per_policy: Some(2),
+        ..EngineConfig::default()
+    })
+    .unwrap();
     let spinner = misbehaving(&engine, "loop", limits(Duration::from_millis(1000)));
     let healthy = builtin(&engine, "headless-service");
     std::thread::scope(|scope| {
@@ -323,6 +328,38 @@ fn a_full_pool_is_a_typed_overload_not_a_hang() {
         }
     });
     assert!(healthy.evaluate(REQUEST, None).is_ok(), "slots are released");
+}
+
+#[test]
+fn a_policy_flooded_with_hanging_requests_cannot_take_every_slot() {
+    // 4 slots; by default one policy may hold half of them.
+    let engine = engine(4);
+    let spinner = misbehaving(&engine, "loop", limits(Duration::from_secs(1)));
+    let healthy = builtin(&engine, "headless-service");
+    std::thread::scope(|scope| {
+        let running: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let waiting: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, Some(Duration::from_millis(200)))))
+            .collect();
+        for _ in 0..20 {
+            healthy
+                .evaluate(REQUEST, Some(Duration::from_millis(500)))
+                .expect("the healthy policy still gets slots");
+        }
+        for waiter in waiting {
+            let failure = waiter.join().unwrap().unwrap_err();
+            assert!(
+                matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }),
+                "{failure:?}"
+            );
+        }
+        for runner in running {
+            assert!(matches!(runner.join().unwrap(), Err(PolicyFailure::Timeout(_))));
+        }
+    });
 }
 
 #[test]

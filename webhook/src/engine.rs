@@ -55,6 +55,10 @@ impl Default for Limits {
 pub struct EngineConfig {
     /// How many evaluations may run at once (the size of the instance pool).
     pub max_concurrent_evaluations: u32,
+    /// How many of those one policy may hold; `None` means half of them (at
+    /// least one), so a policy that hangs until its timeout under load can
+    /// never starve the others.
+    pub max_concurrent_per_policy: Option<u32>,
     /// The largest memory limit any policy may be configured with.
     pub max_memory_limit: usize,
     /// Where precompiled policies are cached; `None` disables the cache.
@@ -67,6 +71,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_concurrent_evaluations: 64,
+            max_concurrent_per_policy: None,
             max_memory_limit: 1 << 30,
             cache_dir: None,
             output_limit: 16 << 10,
@@ -211,6 +216,7 @@ impl Engine {
         let pre = self.pre_link(name, &component)?;
         let policy = CompiledPolicy {
             inner: Arc::new(PolicyInner {
+                gate: Gate::new(self.per_policy_slots()),
                 name: name.to_owned(),
                 engine: self.clone(),
                 pre,
@@ -242,6 +248,17 @@ impl Engine {
         Ok(CompiledPolicy { inner: Arc::new(inner) })
     }
 
+    /// How many evaluation slots one policy may hold.
+    fn per_policy_slots(&self) -> usize {
+        let total = self.inner.gate.capacity();
+        let share = self
+            .inner
+            .config
+            .max_concurrent_per_policy
+            .map_or(total / 2, |share| share as usize);
+        share.clamp(1, total)
+    }
+
     fn pre_link(&self, name: &str, component: &Component) -> Result<PolicyPre<HostState>, LoadError> {
         let link_error = |error: wasmtime::Error| LoadError::Link {
             policy: name.to_owned(),
@@ -260,6 +277,8 @@ pub struct CompiledPolicy {
 }
 
 struct PolicyInner {
+    /// This policy's share of the engine's evaluation slots.
+    gate: Gate,
     name: String,
     engine: Engine,
     pre: PolicyPre<HostState>,
@@ -329,12 +348,22 @@ impl CompiledPolicy {
         let engine = &self.inner.engine.inner;
         let started = Instant::now();
         let deadline = started + timeout;
-        let Some(_permit) = engine.gate.acquire(deadline) else {
-            return Err(PolicyFailure::Overloaded {
-                slots: engine.gate.capacity(),
-                waited: started.elapsed(),
-            });
+        // The policy's own share first, so a policy at its share never takes
+        // a slot another policy could use.
+        let overloaded = |gate: &Gate| PolicyFailure::Overloaded {
+            slots: gate.capacity(),
+            waited: started.elapsed(),
         };
+        let Some(_policy_permit) = self.inner.gate.acquire(deadline) else {
+            return Err(overloaded(&self.inner.gate));
+        };
+        let Some(_permit) = engine.gate.acquire(deadline) else {
+            return Err(overloaded(&engine.gate));
+        };
+        if Instant::now() >= deadline {
+            // A slot freed up just as the budget ran out: nothing left to run with.
+            return Err(overloaded(&engine.gate));
+        }
         let _running = engine.ticker.running();
 
         let state = HostState::new(self.inner.limits.memory, engine.config.output_limit);

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Evaluations that may run at once (the size of the instance pool).
     #[arg(long, env = "WASMHOOK_MAX_CONCURRENT_EVALUATIONS", default_value_t = 64)]
     max_concurrent_evaluations: u32,
+    /// Evaluations one policy may run at once [default: half of --max-concurrent-evaluations],
+    /// so a policy that hangs under load cannot starve the others.
+    #[arg(long, env = "WASMHOOK_MAX_CONCURRENT_PER_POLICY")]
+    max_concurrent_per_policy: Option<u32>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WASMHOOK_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -100,6 +104,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         cache_dir,
         no_cache,
         max_concurrent_evaluations,
+        max_concurrent_per_policy,
         max_body_bytes,
         handshake_timeout,
         header_read_timeout,
@@ -131,6 +136,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         policy_reload_interval: (!no_policy_watch).then_some(policy_reload_interval),
         engine: EngineConfig {
             max_concurrent_evaluations,
+            max_concurrent_per_policy,
             cache_dir: if no_cache {
                 None
             } else {

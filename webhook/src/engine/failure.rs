@@ -33,10 +33,11 @@ pub enum PolicyFailure {
         /// The policy's message.
         message: String,
     },
-    /// No evaluation slot became free within the time budget.
+    /// No evaluation slot became free within the time budget: all of the
+    /// engine's, or all of this policy's share of them.
     #[error("not evaluated: all {slots} evaluation slots stayed busy for {waited:?}")]
     Overloaded {
-        /// How many evaluations may run at once.
+        /// How many evaluations may run at once (in the gate that was full).
         slots: usize,
         /// How long the request waited.
         waited: Duration,
