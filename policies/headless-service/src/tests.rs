@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 use wasmhook_policy::Verdict;
-use wasmhook_policy::testing::{evaluate, validate_settings};
+use wasmhook_policy::testing::{
+    TestRequest, assert_unchanged, create, delete, denial_message, mutated_object, update, validate_settings,
+};
 
 use super::{HEADLESS_LABEL, HeadlessService};
 
@@ -29,56 +31,19 @@ fn plain_spec() -> Value {
     })
 }
 
-/// An AdmissionRequest for a core/v1 Service in namespace `prod`.
-fn request(operation: &str, object: Option<&Value>, old_object: Option<&Value>) -> Value {
-    let name = object
-        .or(old_object)
-        .map(|o| o["metadata"]["name"].clone())
-        .unwrap_or_default();
-    json!({
-        "uid": "00000000-0000-0000-0000-000000000001",
-        "kind": {"group": "", "version": "v1", "kind": "Service"},
-        "resource": {"group": "", "version": "v1", "resource": "services"},
-        "name": name,
-        "namespace": "prod",
-        "operation": operation,
-        "userInfo": {"username": "alice"},
-        "object": object,
-        "oldObject": old_object,
-    })
-}
-
-fn create(object: &Value) -> Value {
-    request("CREATE", Some(object), None)
-}
-
 /// Evaluates a request; panics on a policy error (none of these inputs should cause one).
-fn run(request: &Value, settings: Value) -> Verdict {
-    evaluate::<HeadlessService>(&request.to_string(), &settings.to_string()).expect("the policy failed")
+#[track_caller]
+fn run(request: &TestRequest, settings: Value) -> Verdict {
+    request
+        .evaluate::<HeadlessService>(settings)
+        .expect("the policy failed")
 }
 
-/// The mutated object; panics if the verdict does not mutate.
-fn mutated(verdict: &Verdict) -> Value {
-    assert!(verdict.is_allowed(), "a mutation must allow: {verdict:?}");
-    verdict
-        .mutated_object()
-        .unwrap_or_else(|| panic!("expected a mutation: {verdict:?}"))
-        .as_value()
-        .clone()
-}
-
-/// Asserts an unchanged allow.
+/// Asserts an unchanged allow without a message.
+#[track_caller]
 fn assert_untouched(verdict: &Verdict) {
-    assert!(verdict.is_allowed(), "{verdict:?}");
-    assert!(verdict.mutated_object().is_none(), "no mutation expected: {verdict:?}");
+    assert_unchanged(verdict);
     assert!(verdict.message().is_none(), "{verdict:?}");
-}
-
-/// Asserts a denial and returns its message.
-fn denial(verdict: &Verdict) -> String {
-    assert!(!verdict.is_allowed(), "expected a denial: {verdict:?}");
-    assert!(verdict.mutated_object().is_none(), "a denial carries no mutation");
-    verdict.message().expect("a denial has a message").to_owned()
 }
 
 /// `object` plus `clusterIP: None` and `clusterIPs: ["None"]`.
@@ -100,7 +65,7 @@ fn create_without_cluster_ip_is_made_headless_and_nothing_else_changes() {
     object["metadata"]["annotations"] = json!({"example.com/owner": "team-a"});
     object["status"] = json!({"loadBalancer": {}});
 
-    let result = mutated(&run(&create(&object), Value::Null));
+    let result = mutated_object(&run(&create(&object), Value::Null));
 
     assert_eq!(
         result,
@@ -116,7 +81,10 @@ fn create_without_cluster_ip_is_made_headless_and_nothing_else_changes() {
 #[test]
 fn default_settings_select_by_suffix() {
     let selected = service("db-headless", json!({}), plain_spec());
-    assert_eq!(mutated(&run(&create(&selected), Value::Null)), made_headless(&selected));
+    assert_eq!(
+        mutated_object(&run(&create(&selected), Value::Null)),
+        made_headless(&selected)
+    );
 
     let headless_in_the_middle = service("db-headless-svc", json!({}), plain_spec());
     assert_untouched(&run(&create(&headless_in_the_middle), Value::Null));
@@ -125,7 +93,10 @@ fn default_settings_select_by_suffix() {
 #[test]
 fn default_settings_select_by_the_headless_label() {
     let labelled = service("db", json!({HEADLESS_LABEL: "true"}), plain_spec());
-    assert_eq!(mutated(&run(&create(&labelled), Value::Null)), made_headless(&labelled));
+    assert_eq!(
+        mutated_object(&run(&create(&labelled), Value::Null)),
+        made_headless(&labelled)
+    );
 
     let labelled_false = service("db", json!({HEADLESS_LABEL: "false"}), plain_spec());
     assert_untouched(&run(&create(&labelled_false), Value::Null));
@@ -139,7 +110,7 @@ fn prefixes_select_by_name_start() {
     let settings = json!({"namePrefixes": ["peer-"]});
     let selected = service("peer-db", json!({}), plain_spec());
     assert_eq!(
-        mutated(&run(&create(&selected), settings.clone())),
+        mutated_object(&run(&create(&selected), settings.clone())),
         made_headless(&selected)
     );
 
@@ -149,7 +120,7 @@ fn prefixes_select_by_name_start() {
     // The reason is named in denials.
     let mut node_port = plain_spec();
     node_port["type"] = json!("NodePort");
-    let message = denial(&run(&create(&service("peer-db", json!({}), node_port)), settings));
+    let message = denial_message(&run(&create(service("peer-db", json!({}), node_port)), settings));
     assert!(message.contains(r#"its name starts with "peer-""#), "{message}");
 }
 
@@ -158,7 +129,7 @@ fn selector_match_labels_select() {
     let settings = json!({"nameSuffixes": [], "selector": {"matchLabels": {"app": "db", "role": "peer"}}});
     let selected = service("db", json!({"app": "db", "role": "peer", "extra": "x"}), plain_spec());
     assert_eq!(
-        mutated(&run(&create(&selected), settings.clone())),
+        mutated_object(&run(&create(&selected), settings.clone())),
         made_headless(&selected)
     );
 
@@ -178,7 +149,7 @@ fn selector_match_expressions_select() {
     ]}});
     let selected = service("store", json!({"tier": "cache"}), plain_spec());
     assert_eq!(
-        mutated(&run(&create(&selected), settings.clone())),
+        mutated_object(&run(&create(&selected), settings.clone())),
         made_headless(&selected)
     );
 
@@ -190,8 +161,8 @@ fn selector_match_expressions_select() {
 
     let mut load_balancer = plain_spec();
     load_balancer["type"] = json!("LoadBalancer");
-    let message = denial(&run(
-        &create(&service("store", json!({"tier": "db"}), load_balancer)),
+    let message = denial_message(&run(
+        &create(service("store", json!({"tier": "db"}), load_balancer)),
         settings,
     ));
     assert!(message.contains("its labels match the headless selector"), "{message}");
@@ -205,7 +176,10 @@ fn a_null_selector_turns_label_selection_off() {
 
     // The suffix still selects.
     let by_name = service("db-headless", json!({HEADLESS_LABEL: "true"}), plain_spec());
-    assert_eq!(mutated(&run(&create(&by_name), settings)), made_headless(&by_name));
+    assert_eq!(
+        mutated_object(&run(&create(&by_name), settings)),
+        made_headless(&by_name)
+    );
 }
 
 #[test]
@@ -215,15 +189,15 @@ fn skipped_namespaces_are_not_touched() {
     node_port["type"] = json!("NodePort");
     // Neither mutated nor denied in a skipped namespace.
     assert_untouched(&run(
-        &create(&service("db-headless", json!({}), plain_spec())),
+        &create(service("db-headless", json!({}), plain_spec())),
         settings.clone(),
     ));
-    assert_untouched(&run(&create(&service("db-headless", json!({}), node_port)), settings));
+    assert_untouched(&run(&create(service("db-headless", json!({}), node_port)), settings));
 
     // The same request in a namespace that is not skipped is mutated.
     let other = json!({"skipNamespaces": ["kube-system"]});
     let object = service("db-headless", json!({}), plain_spec());
-    assert_eq!(mutated(&run(&create(&object), other)), made_headless(&object));
+    assert_eq!(mutated_object(&run(&create(&object), other)), made_headless(&object));
 }
 
 // ----- what cannot be patched ---------------------------------------------------
@@ -244,7 +218,7 @@ fn node_port_and_load_balancer_are_denied_with_what_to_change() {
     for service_type in ["NodePort", "LoadBalancer"] {
         let mut spec = plain_spec();
         spec["type"] = json!(service_type);
-        let message = denial(&run(&create(&service("web-headless", json!({}), spec)), Value::Null));
+        let message = denial_message(&run(&create(service("web-headless", json!({}), spec)), Value::Null));
         assert!(
             message.contains("Service prod/web-headless must be headless"),
             "{message}"
@@ -260,7 +234,7 @@ fn node_port_and_load_balancer_are_denied_with_what_to_change() {
 fn a_concrete_cluster_ip_on_create_is_denied() {
     let mut spec = plain_spec();
     spec["clusterIP"] = json!("10.96.0.77");
-    let message = denial(&run(&create(&service("cache-headless", json!({}), spec)), Value::Null));
+    let message = denial_message(&run(&create(service("cache-headless", json!({}), spec)), Value::Null));
     assert!(message.contains("it has cluster IP 10.96.0.77"), "{message}");
     assert!(message.contains("set spec.clusterIP: None"), "{message}");
     assert!(
@@ -271,7 +245,7 @@ fn a_concrete_cluster_ip_on_create_is_denied() {
     // An address only in clusterIPs counts too (dual-stack).
     let mut spec = plain_spec();
     spec["clusterIPs"] = json!(["None", "fd00::77"]);
-    let message = denial(&run(&create(&service("cache-headless", json!({}), spec)), Value::Null));
+    let message = denial_message(&run(&create(service("cache-headless", json!({}), spec)), Value::Null));
     assert!(message.contains("cluster IP fd00::77"), "{message}");
 }
 
@@ -280,7 +254,10 @@ fn an_empty_cluster_ip_is_not_an_address() {
     let mut spec = plain_spec();
     spec["clusterIP"] = json!("");
     let object = service("cache-headless", json!({}), spec);
-    assert_eq!(mutated(&run(&create(&object), Value::Null)), made_headless(&object));
+    assert_eq!(
+        mutated_object(&run(&create(&object), Value::Null)),
+        made_headless(&object)
+    );
 }
 
 #[test]
@@ -291,7 +268,7 @@ fn update_of_a_selected_service_with_an_ip_must_delete_and_recreate() {
     let old = service("web-headless", json!({}), spec.clone());
     let new = service("web-headless", json!({"tier": "web"}), spec);
 
-    let message = denial(&run(&request("UPDATE", Some(&new), Some(&old)), Value::Null));
+    let message = denial_message(&run(&update(&old, &new), Value::Null));
     assert!(message.contains("cluster IP 10.96.12.34"), "{message}");
     assert!(message.contains("cannot be changed"), "{message}");
     assert!(message.contains("delete and re-create"), "{message}");
@@ -304,7 +281,7 @@ fn update_that_omits_the_cluster_ip_is_judged_by_the_old_object() {
     let old = service("web-headless", json!({}), old_spec);
     let new = service("web-headless", json!({}), plain_spec());
 
-    let message = denial(&run(&request("UPDATE", Some(&new), Some(&old)), Value::Null));
+    let message = denial_message(&run(&update(&old, &new), Value::Null));
     assert!(message.contains("cluster IP 10.96.0.9"), "{message}");
     assert!(message.contains("delete and re-create"), "{message}");
 }
@@ -316,11 +293,11 @@ fn update_of_a_headless_service_is_allowed_and_not_mutated() {
     spec["clusterIPs"] = json!(["None"]);
     let old = service("web-headless", json!({}), spec.clone());
     let new = service("web-headless", json!({"tier": "web"}), spec);
-    assert_untouched(&run(&request("UPDATE", Some(&new), Some(&old)), Value::Null));
+    assert_untouched(&run(&update(&old, &new), Value::Null));
 
     // An UPDATE never adds clusterIP, even when the object omits it.
     let omitted = service("web-headless", json!({}), plain_spec());
-    assert_untouched(&run(&request("UPDATE", Some(&omitted), Some(&old)), Value::Null));
+    assert_untouched(&run(&update(&old, &omitted), Value::Null));
 }
 
 #[test]
@@ -334,7 +311,7 @@ fn an_already_headless_service_is_not_mutated() {
     assert_eq!(verdict, Verdict::allow());
 
     spec["clusterIPs"] = json!(["None"]);
-    assert_untouched(&run(&create(&service("sample-headless", json!({}), spec)), Value::Null));
+    assert_untouched(&run(&create(service("sample-headless", json!({}), spec)), Value::Null));
 }
 
 #[test]
@@ -344,7 +321,7 @@ fn publish_not_ready_addresses_is_set_when_configured() {
     let object = service("db-headless", json!({}), plain_spec());
     let mut expected = made_headless(&object);
     expected["spec"]["publishNotReadyAddresses"] = json!(true);
-    assert_eq!(mutated(&run(&create(&object), settings.clone())), expected);
+    assert_eq!(mutated_object(&run(&create(&object), settings.clone())), expected);
 
     // Already headless: only the flag is added.
     let mut spec = plain_spec();
@@ -352,7 +329,7 @@ fn publish_not_ready_addresses_is_set_when_configured() {
     let headless = service("db-headless", json!({}), spec.clone());
     let mut expected = headless.clone();
     expected["spec"]["publishNotReadyAddresses"] = json!(true);
-    assert_eq!(mutated(&run(&create(&headless), settings.clone())), expected);
+    assert_eq!(mutated_object(&run(&create(&headless), settings.clone())), expected);
 
     // Already set: nothing to do.
     spec["publishNotReadyAddresses"] = json!(true);
@@ -360,8 +337,11 @@ fn publish_not_ready_addresses_is_set_when_configured() {
     assert_untouched(&run(&create(&done), settings.clone()));
 
     // Off by default; and never on Services that are not selected.
-    assert_eq!(mutated(&run(&create(&object), Value::Null)), made_headless(&object));
-    assert_untouched(&run(&create(&service("web", json!({}), plain_spec())), settings));
+    assert_eq!(
+        mutated_object(&run(&create(&object), Value::Null)),
+        made_headless(&object)
+    );
+    assert_untouched(&run(&create(service("web", json!({}), plain_spec())), settings));
 }
 
 // ----- requests the policy does not judge -----------------------------------
@@ -372,7 +352,7 @@ fn delete_is_allowed() {
     spec["type"] = json!("NodePort");
     spec["clusterIP"] = json!("10.96.0.1");
     let old = service("web-headless", json!({}), spec);
-    let verdict = run(&request("DELETE", None, Some(&old)), Value::Null);
+    let verdict = run(&delete(&old), Value::Null);
     assert_untouched(&verdict);
 }
 
@@ -383,18 +363,15 @@ fn other_kinds_and_subresources_are_allowed() {
     let object = service("web-headless", json!({}), spec);
 
     // A ConfigMap (core group, other kind).
-    let mut config_map = create(&object);
-    config_map["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let config_map = create(&object).kind("v1", "ConfigMap");
     assert_untouched(&run(&config_map, Value::Null));
 
     // A custom resource that happens to be called Service.
-    let mut knative = create(&object);
-    knative["kind"] = json!({"group": "serving.knative.dev", "version": "v1", "kind": "Service"});
+    let knative = create(&object).kind("serving.knative.dev/v1", "Service");
     assert_untouched(&run(&knative, Value::Null));
 
     // The status subresource.
-    let mut status = request("UPDATE", Some(&object), Some(&object));
-    status["subResource"] = json!("status");
+    let status = update(&object, &object).sub_resource("status");
     assert_untouched(&run(&status, Value::Null));
 
     // The same request without those differences is denied: the tests above are meaningful.
@@ -406,7 +383,7 @@ fn a_malformed_object_is_a_policy_error() {
     let mut spec = plain_spec();
     spec["ports"] = json!("eighty");
     let object = service("web-headless", json!({}), spec);
-    let error = evaluate::<HeadlessService>(&create(&object).to_string(), "null").unwrap_err();
+    let error = create(&object).evaluate::<HeadlessService>(Value::Null).unwrap_err();
     assert!(error.contains("cannot read object"), "{error}");
 }
 
@@ -475,6 +452,8 @@ fn unknown_settings_fields_are_rejected_by_name() {
 
     // evaluate refuses the same settings instead of guessing.
     let object = service("db-headless", json!({}), plain_spec());
-    let error = evaluate::<HeadlessService>(&create(&object).to_string(), r#"{"nameSuffix": ["-x"]}"#).unwrap_err();
+    let error = create(&object)
+        .evaluate::<HeadlessService>(json!({"nameSuffix": ["-x"]}))
+        .unwrap_err();
     assert!(error.contains("invalid settings"), "{error}");
 }

@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 use wasmhook_policy::Verdict;
-use wasmhook_policy::testing::{evaluate, validate_settings};
+use wasmhook_policy::testing::{
+    TestRequest, assert_unchanged, create, delete, denial_message, mutated_object, update, validate_settings,
+};
 
 use super::{MAX_WORKABLE_NAME, StatefulSetServiceName};
 
@@ -39,56 +41,19 @@ fn statefulset(name: &str, service_name: Option<&str>) -> Value {
     object
 }
 
-/// An AdmissionRequest for an apps/v1 StatefulSet in namespace `prod`.
-fn request(operation: &str, object: Option<&Value>, old_object: Option<&Value>) -> Value {
-    let name = object
-        .or(old_object)
-        .map(|o| o["metadata"]["name"].clone())
-        .unwrap_or_default();
-    json!({
-        "uid": "00000000-0000-0000-0000-000000000002",
-        "kind": {"group": "apps", "version": "v1", "kind": "StatefulSet"},
-        "resource": {"group": "apps", "version": "v1", "resource": "statefulsets"},
-        "name": name,
-        "namespace": "prod",
-        "operation": operation,
-        "userInfo": {"username": "alice"},
-        "object": object,
-        "oldObject": old_object,
-    })
-}
-
-fn create(object: &Value) -> Value {
-    request("CREATE", Some(object), None)
-}
-
 /// Evaluates a request; panics on a policy error (none of these inputs should cause one).
-fn run(request: &Value, settings: Value) -> Verdict {
-    evaluate::<StatefulSetServiceName>(&request.to_string(), &settings.to_string()).expect("the policy failed")
-}
-
-/// The mutated object; panics if the verdict does not mutate.
-fn mutated(verdict: &Verdict) -> Value {
-    assert!(verdict.is_allowed(), "a mutation must allow: {verdict:?}");
-    verdict
-        .mutated_object()
-        .unwrap_or_else(|| panic!("expected a mutation: {verdict:?}"))
-        .as_value()
-        .clone()
+#[track_caller]
+fn run(request: &TestRequest, settings: Value) -> Verdict {
+    request
+        .evaluate::<StatefulSetServiceName>(settings)
+        .expect("the policy failed")
 }
 
 /// Asserts an unchanged allow without warnings.
+#[track_caller]
 fn assert_untouched(verdict: &Verdict) {
-    assert!(verdict.is_allowed(), "{verdict:?}");
-    assert!(verdict.mutated_object().is_none(), "no mutation expected: {verdict:?}");
+    assert_unchanged(verdict);
     assert!(verdict.warnings().is_empty(), "{verdict:?}");
-}
-
-/// Asserts a denial and returns its message.
-fn denial(verdict: &Verdict) -> String {
-    assert!(!verdict.is_allowed(), "expected a denial: {verdict:?}");
-    assert!(verdict.mutated_object().is_none(), "a denial carries no mutation");
-    verdict.message().expect("a denial has a message").to_owned()
 }
 
 /// `object` with `spec.serviceName` set.
@@ -111,7 +76,7 @@ fn name_of_len(len: usize) -> String {
 fn an_empty_service_name_is_filled_from_the_default_template() {
     let object = statefulset("web", Some(""));
     let verdict = run(&create(&object), Value::Null);
-    let result = mutated(&verdict);
+    let result = mutated_object(&verdict);
     assert_eq!(
         result,
         with_service_name(&object, "web-headless"),
@@ -133,7 +98,7 @@ fn a_missing_service_name_is_filled() {
     let object = statefulset("web", None);
     assert!(object["spec"].get("serviceName").is_none());
     assert_eq!(
-        mutated(&run(&create(&object), Value::Null)),
+        mutated_object(&run(&create(&object), Value::Null)),
         with_service_name(&object, "web-headless")
     );
 }
@@ -143,21 +108,21 @@ fn a_custom_template_may_use_the_namespace() {
     let settings = json!({"serviceNameTemplate": "{namespace}-{name}-peers"});
     let object = statefulset("web", Some(""));
     assert_eq!(
-        mutated(&run(&create(&object), settings)),
+        mutated_object(&run(&create(&object), settings)),
         with_service_name(&object, "prod-web-peers")
     );
 }
 
 #[test]
 fn a_valid_service_name_is_kept() {
-    let verdict = run(&create(&statefulset("web", Some("web-peers"))), Value::Null);
+    let verdict = run(&create(statefulset("web", Some("web-peers"))), Value::Null);
     assert_untouched(&verdict);
     assert!(verdict.message().is_none());
 }
 
 #[test]
 fn an_invalid_service_name_is_denied_with_the_reason() {
-    let message = denial(&run(&create(&statefulset("mysql", Some("MySQL_Peers"))), Value::Null));
+    let message = denial_message(&run(&create(statefulset("mysql", Some("MySQL_Peers"))), Value::Null));
     assert!(message.contains("StatefulSet prod/mysql"), "{message}");
     assert!(
         message.contains(r#"spec.serviceName "MySQL_Peers" is not a valid Service name"#),
@@ -169,17 +134,17 @@ fn an_invalid_service_name_is_denied_with_the_reason() {
         "{message}"
     );
 
-    let message = denial(&run(&create(&statefulset("mysql", Some("peers-"))), Value::Null));
+    let message = denial_message(&run(&create(statefulset("mysql", Some("peers-"))), Value::Null));
     assert!(message.contains("must end with an alphanumeric character"), "{message}");
 
-    let message = denial(&run(&create(&statefulset("mysql", Some("1peers"))), Value::Null));
+    let message = denial_message(&run(&create(statefulset("mysql", Some("1peers"))), Value::Null));
     assert!(message.contains("start with an alphabetic character"), "{message}");
 }
 
 #[test]
 fn a_generated_service_name_that_is_invalid_is_denied() {
     let name = name_of_len(60);
-    let message = denial(&run(&create(&statefulset(&name, Some(""))), Value::Null));
+    let message = denial_message(&run(&create(statefulset(&name, Some(""))), Value::Null));
     assert!(message.contains("has no spec.serviceName"), "{message}");
     assert!(message.contains(&format!("{name}-headless")), "{message}");
     assert!(message.contains("no more than 63 characters (it has 69)"), "{message}");
@@ -191,9 +156,8 @@ fn a_statefulset_without_a_name_needs_an_explicit_service_name() {
     let mut object = statefulset("", Some(""));
     object["metadata"].as_object_mut().unwrap().remove("name");
     object["metadata"]["generateName"] = json!("web-");
-    let mut create = create(&object);
-    create.as_object_mut().unwrap().remove("name");
-    let message = denial(&run(&create, Value::Null));
+    // The request has no name either, as the API server sends it.
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(
         message.contains("has a generated name and no spec.serviceName"),
         "{message}"
@@ -201,8 +165,7 @@ fn a_statefulset_without_a_name_needs_an_explicit_service_name() {
 
     // With a serviceName it is fine.
     object["spec"]["serviceName"] = json!("web-peers");
-    create["object"] = object;
-    assert_untouched(&run(&create, Value::Null));
+    assert_untouched(&run(&create(&object), Value::Null));
 }
 
 // ----- selector and template labels -----------------------------------------
@@ -211,7 +174,7 @@ fn a_statefulset_without_a_name_needs_an_explicit_service_name() {
 fn a_selector_label_with_a_different_value_is_named() {
     let mut object = statefulset("web", Some(""));
     object["spec"]["template"]["metadata"]["labels"] = json!({"app": "dbx"});
-    let message = denial(&run(&create(&object), Value::Null));
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(message.contains("StatefulSet prod/web"), "{message}");
     assert!(
         message.contains("spec.selector does not match spec.template.metadata.labels"),
@@ -227,7 +190,7 @@ fn a_selector_label_with_a_different_value_is_named() {
 fn a_selector_label_missing_from_the_template_is_named() {
     let mut object = statefulset("web", Some("web-headless"));
     object["spec"]["selector"]["matchLabels"] = json!({"app": "db", "tier": "data"});
-    let message = denial(&run(&create(&object), Value::Null));
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(
         message.contains(r#"label "tier"="data" is in the selector but not in the template"#),
         "{message}"
@@ -243,7 +206,7 @@ fn every_differing_label_is_named() {
     let mut object = statefulset("web", Some("web-headless"));
     object["spec"]["selector"]["matchLabels"] = json!({"app": "mysql", "tier": "db"});
     object["spec"]["template"]["metadata"]["labels"] = json!({"app": "mysqld"});
-    let message = denial(&run(&create(&object), Value::Null));
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(
         message.contains(r#"label "app" is "mysql" in the selector but "mysqld" in the template; "#),
         "{message}"
@@ -259,7 +222,7 @@ fn template_labels_beyond_the_selector_are_fine() {
     let mut object = statefulset("web", Some(""));
     object["spec"]["template"]["metadata"]["labels"] = json!({"app": "db", "version": "17"});
     assert_eq!(
-        mutated(&run(&create(&object), Value::Null)),
+        mutated_object(&run(&create(&object), Value::Null)),
         with_service_name(&object, "web-headless")
     );
 }
@@ -272,7 +235,7 @@ fn match_expressions_must_be_satisfied_by_the_template() {
     assert_untouched(&run(&create(&object), Value::Null));
 
     object["spec"]["template"]["metadata"]["labels"] = json!({"app": "web"});
-    let message = denial(&run(&create(&object), Value::Null));
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(
         message.contains("do not satisfy spec.selector.matchExpressions"),
         "{message}"
@@ -283,7 +246,7 @@ fn match_expressions_must_be_satisfied_by_the_template() {
 fn a_mismatch_is_denied_before_the_service_name_is_filled() {
     let mut object = statefulset("web", Some(""));
     object["spec"]["template"]["metadata"]["labels"] = json!({});
-    let message = denial(&run(&create(&object), Value::Null));
+    let message = denial_message(&run(&create(&object), Value::Null));
     assert!(
         message.contains(r#"label "app"="db" is in the selector but not in the template"#),
         "{message}"
@@ -296,7 +259,7 @@ fn a_mismatch_is_denied_before_the_service_name_is_filled() {
 fn names_longer_than_52_characters_get_a_warning() {
     assert_eq!(MAX_WORKABLE_NAME, 52);
     let name = name_of_len(53);
-    let verdict = run(&create(&statefulset(&name, Some("db-peers"))), Value::Null);
+    let verdict = run(&create(statefulset(&name, Some("db-peers"))), Value::Null);
     assert!(verdict.is_allowed());
     assert!(verdict.mutated_object().is_none());
     let [warning] = verdict.warnings() else {
@@ -309,7 +272,7 @@ fn names_longer_than_52_characters_get_a_warning() {
 #[test]
 fn a_name_of_exactly_52_characters_gets_no_warning() {
     let name = name_of_len(52);
-    assert_untouched(&run(&create(&statefulset(&name, Some("db-peers"))), Value::Null));
+    assert_untouched(&run(&create(statefulset(&name, Some("db-peers"))), Value::Null));
 }
 
 #[test]
@@ -317,7 +280,7 @@ fn a_mutation_of_a_long_name_also_warns() {
     let name = name_of_len(60);
     let object = statefulset(&name, Some(""));
     let verdict = run(&create(&object), json!({"serviceNameTemplate": "{name}"}));
-    assert_eq!(mutated(&verdict), with_service_name(&object, &name));
+    assert_eq!(mutated_object(&verdict), with_service_name(&object, &name));
     assert_eq!(verdict.warnings().len(), 1, "{verdict:?}");
     assert!(verdict.warnings()[0].contains("has 60 characters"), "{verdict:?}");
 }
@@ -329,11 +292,11 @@ fn update_is_never_mutated() {
     let old = statefulset("web", Some(""));
     let mut new = old.clone();
     new["spec"]["replicas"] = json!(5);
-    assert_untouched(&run(&request("UPDATE", Some(&new), Some(&old)), Value::Null));
+    assert_untouched(&run(&update(&old, &new), Value::Null));
 
     // Not even checked: serviceName is immutable, the API server has the last word.
     let invalid = statefulset("web", Some("MySQL_Peers"));
-    assert_untouched(&run(&request("UPDATE", Some(&invalid), Some(&invalid)), Value::Null));
+    assert_untouched(&run(&update(&invalid, &invalid), Value::Null));
 
     // The same object on CREATE is mutated: the test above is meaningful.
     assert!(run(&create(&new), Value::Null).mutated_object().is_some());
@@ -342,23 +305,20 @@ fn update_is_never_mutated() {
 #[test]
 fn delete_is_allowed() {
     let old = statefulset("web", Some("MySQL_Peers"));
-    assert_untouched(&run(&request("DELETE", None, Some(&old)), Value::Null));
+    assert_untouched(&run(&delete(&old), Value::Null));
 }
 
 #[test]
 fn other_kinds_skipped_namespaces_and_subresources_are_allowed() {
     let object = statefulset("web", Some(""));
 
-    let mut deployment = create(&object);
-    deployment["kind"] = json!({"group": "apps", "version": "v1", "kind": "Deployment"});
+    let deployment = create(&object).kind("apps/v1", "Deployment");
     assert_untouched(&run(&deployment, Value::Null));
 
-    let mut kruise = create(&object);
-    kruise["kind"] = json!({"group": "apps.kruise.io", "version": "v1beta1", "kind": "StatefulSet"});
+    let kruise = create(&object).kind("apps.kruise.io/v1beta1", "StatefulSet");
     assert_untouched(&run(&kruise, Value::Null));
 
-    let mut scale = create(&object);
-    scale["subResource"] = json!("scale");
+    let scale = create(&object).sub_resource("scale");
     assert_untouched(&run(&scale, Value::Null));
 
     assert_untouched(&run(&create(&object), json!({"skipNamespaces": ["prod"]})));
