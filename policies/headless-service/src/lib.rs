@@ -10,7 +10,9 @@
 //! - a selected Service that asks for a concrete cluster IP, or is of type
 //!   NodePort or LoadBalancer;
 //! - an UPDATE of a selected Service that is not headless: cluster IPs are
-//!   immutable, so it must be deleted and re-created.
+//!   immutable, so it must be deleted and re-created;
+//! - an UPDATE that turns a selected ExternalName Service into a ClusterIP one
+//!   without `clusterIP: None` (the API server would allocate an address).
 //!
 //! ExternalName Services and DELETE requests are allowed untouched.
 
@@ -146,8 +148,16 @@ impl Policy for HeadlessService {
             return Ok(Verdict::deny(message));
         }
 
-        let mut object = request.mutable_object()?;
         let already_headless = spec.cluster_ip.as_deref() == Some("None");
+        if request.operation() == Operation::Update && !already_headless && was_external_name(request) {
+            // The one UPDATE that allocates a cluster IP: clusterIP is not yet
+            // set, so it is not immutable — but the fix is the user's to make.
+            return Ok(Verdict::deny(format!(
+                "Service {display} must be headless ({reason}): changing its type from ExternalName to \
+                 ClusterIP allocates a cluster IP unless spec.clusterIP is None. Set spec.clusterIP: None."
+            )));
+        }
+        let mut object = request.mutable_object()?;
         if request.operation() == Operation::Create && !already_headless {
             object.set("/spec/clusterIP", "None")?;
             object.set("/spec/clusterIPs", vec!["None"])?;
@@ -183,6 +193,17 @@ fn selection_reason(name: &str, labels: Option<&BTreeMap<String, String>>, setti
         .as_ref()
         .filter(|label_selector| selector::matches(label_selector, labels.unwrap_or(&empty)))
         .map(|_| "its labels match the headless selector".to_owned())
+}
+
+/// Whether the old version of an updated Service was of type ExternalName.
+fn was_external_name(request: &Request<'_>) -> bool {
+    request
+        .old_object::<Service>()
+        .ok()
+        .flatten()
+        .and_then(|old| old.spec?.type_)
+        .as_deref()
+        == Some("ExternalName")
 }
 
 /// The first cluster IP that is an address (not `None`, not empty).

@@ -214,6 +214,24 @@ fn external_name_services_are_allowed_untouched() {
 }
 
 #[test]
+fn turning_an_external_name_service_into_a_cluster_ip_one_needs_cluster_ip_none() {
+    let old = service(
+        "dns-headless",
+        json!({}),
+        json!({"type": "ExternalName", "externalName": "db.example.com", "sessionAffinity": "None"}),
+    );
+    let new = service("dns-headless", json!({}), plain_spec());
+    let message = denial_message(&run(&update(&old, &new), Value::Null));
+    assert!(message.contains("from ExternalName to ClusterIP"), "{message}");
+    assert!(message.contains("Set spec.clusterIP: None"), "{message}");
+
+    let mut headless_spec = plain_spec();
+    headless_spec["clusterIP"] = json!("None");
+    let headless = service("dns-headless", json!({}), headless_spec);
+    assert_untouched(&run(&update(&old, &headless), Value::Null));
+}
+
+#[test]
 fn node_port_and_load_balancer_are_denied_with_what_to_change() {
     for service_type in ["NodePort", "LoadBalancer"] {
         let mut spec = plain_spec();
