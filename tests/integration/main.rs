@@ -7,5 +7,6 @@ mod eval_cli;
 mod fixtures_engine;
 mod harness;
 mod native_policies;
+mod registration_cli;
 mod server_http;
 mod server_lifecycle;

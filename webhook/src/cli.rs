@@ -1,6 +1,8 @@
 //! The `wasmhook` command line: subcommands, logging set-up, exit codes.
 
+mod certs;
 mod eval;
+mod manifests;
 mod serve;
 
 use std::ffi::OsString;
@@ -26,6 +28,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run the admission server.
     Serve(serve::ServeArgs),
+    /// Print the webhook configurations that register a policy set with the API server.
+    Manifests(manifests::ManifestsArgs),
+    /// Generate a CA, a serving certificate for wasmhook's Service and its TLS Secret.
+    Certs(certs::CertsArgs),
 }
 
 /// How log lines are written.
@@ -71,6 +77,14 @@ where
         Command::Serve(args) => {
             init_logging(cli.log_format, "info");
             serve::run(args, out, err)
+        }
+        Command::Manifests(args) => {
+            init_logging(cli.log_format, "warn");
+            manifests::run(args, out, err)
+        }
+        Command::Certs(args) => {
+            init_logging(cli.log_format, "warn");
+            certs::run(args, out, err)
         }
     }
 }

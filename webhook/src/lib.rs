@@ -10,6 +10,8 @@
 //! - [`policy`]: how a policy is applied (mode, action, failure policy);
 //! - [`builtin`]: the policies compiled into the binary;
 //! - [`server`]: the HTTPS admission server (`wasmhook serve`);
+//! - [`registration`]: the webhook configurations and certificates that
+//!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
 pub mod builtin;
@@ -20,6 +22,7 @@ pub mod engine;
 pub mod manifest;
 pub mod patch;
 pub mod policy;
+pub mod registration;
 pub mod response;
 pub mod review;
 pub mod server;
