@@ -113,6 +113,18 @@ impl TestServer {
     /// in a fresh directory; `files` are written beside it first), adjusting
     /// the configuration with `configure`.
     pub async fn start(yaml: &str, files: &[(&str, &[u8])], configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::try_start(yaml, files, |config, _| configure(config))
+            .await
+            .expect("the server starts")
+    }
+
+    /// Like [`TestServer::start`], returning the start-up error; `configure`
+    /// also gets the test directory (for files the configuration names).
+    pub async fn try_start(
+        yaml: &str,
+        files: &[(&str, &[u8])],
+        configure: impl FnOnce(&mut ServerConfig, &std::path::Path),
+    ) -> Result<Self, wasmhook::server::ServerError> {
         install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         for (name, bytes) in files {
@@ -126,9 +138,9 @@ impl TestServer {
         config.policy_reload_interval = None;
         config.tls_reload_interval = Duration::from_millis(50);
         config.engine.max_concurrent_evaluations = 16;
-        configure(&mut config);
-        let server = RunningServer::start(config).await.expect("the server starts");
-        Self { server, certs, dir }
+        configure(&mut config, dir.path());
+        let server = RunningServer::start(config).await?;
+        Ok(Self { server, certs, dir })
     }
 
     /// `https://localhost:<port><path>`.

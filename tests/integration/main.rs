@@ -8,5 +8,6 @@ mod fixtures_engine;
 mod harness;
 mod native_policies;
 mod registration_cli;
+mod self_registration;
 mod server_http;
 mod server_lifecycle;

@@ -27,7 +27,7 @@ enum Command {
     /// Evaluate a policy on one request, locally: the policy author's inner loop.
     Eval(eval::EvalArgs),
     /// Run the admission server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Print the webhook configurations that register a policy set with the API server.
     Manifests(manifests::ManifestsArgs),
     /// Generate a CA, a serving certificate for wasmhook's Service and its TLS Secret.
@@ -76,7 +76,7 @@ where
         }
         Command::Serve(args) => {
             init_logging(cli.log_format, "info");
-            serve::run(args, out, err)
+            serve::run(*args, out, err)
         }
         Command::Manifests(args) => {
             init_logging(cli.log_format, "warn");

@@ -15,6 +15,9 @@
 //! - [`WebhookTarget`]: where the API server reaches wasmhook (a Service, or a
 //!   URL for a server outside the cluster) and how it trusts its certificate
 //!   ([`Trust`]: a `caBundle`, cert-manager's CA injection, or public roots);
+//! - [`Registrar`]: self-registration (`wasmhook serve --register`), which
+//!   server-side-applies the configurations with the current CA bundle and
+//!   applies them again when it or the policy set changes;
 //! - [`ServingCerts`]: a CA and a serving certificate for the Service's DNS
 //!   names, and the `kubernetes.io/tls` Secret that carries them
 //!   (`wasmhook certs`).
@@ -23,6 +26,7 @@
 //! the output is well-formed by construction and the tests read it back as
 //! the same types.
 
+mod apply;
 mod certs;
 #[cfg(test)]
 mod tests;
@@ -33,6 +37,7 @@ use std::collections::BTreeMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+pub use apply::{FIELD_MANAGER, RegisterConfig, RegisterError, Registrar};
 pub use certs::{DEFAULT_CERT_DAYS, ServingCerts, serving_sans};
 pub use webhooks::{WebhookConfigurations, timeout_seconds};
 

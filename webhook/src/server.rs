@@ -20,6 +20,7 @@ pub use app::budget_within;
 pub use listener::ConnectionTimeouts;
 
 use crate::engine::{Engine, EngineConfig};
+use crate::registration::{RegisterConfig, RegisterError, Registrar};
 use crate::tls::{ReloadOutcome, ReloadingCert, TlsError, TlsFiles};
 use app::AppState;
 use metrics::{Metrics, ResultLabels};
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Connection timeouts and the shutdown drain.
     pub timeouts: ConnectionTimeouts,
+    /// Self-registration (`--register`): apply the webhook configurations
+    /// at start-up and whenever the CA bundle or the policy set changes.
+    pub registration: Option<RegisterConfig>,
 }
 
 impl ServerConfig {
@@ -69,6 +73,7 @@ impl ServerConfig {
                 header_read: Duration::from_secs(30),
                 drain: Duration::from_secs(25),
             },
+            registration: None,
         }
     }
 }
@@ -91,6 +96,9 @@ pub enum ServerError {
     /// An address could not be bound.
     #[error(transparent)]
     Bind(#[from] std::io::Error),
+    /// Self-registration failed.
+    #[error("cannot register the webhook configurations: {0}")]
+    Register(#[from] RegisterError),
 }
 
 /// A running server.
@@ -171,7 +179,21 @@ impl RunningServer {
             },
         )));
         if let Some(interval) = config.policy_reload_interval {
-            tasks.push(tokio::spawn(watch_policies(store.clone(), interval, stopping)));
+            tasks.push(tokio::spawn(watch_policies(store.clone(), interval, stopping.clone())));
+        }
+        if let Some(registration) = config.registration.clone() {
+            // Registered only once serving: the API server may call at once.
+            let registered = register(registration, store.clone(), metrics.clone(), config.tls_reload_interval).await;
+            match registered {
+                Ok(task) => tasks.push(tokio::spawn(task.run(stopping))),
+                Err(error) => {
+                    let _ = shutdown.send(true);
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                    return Err(error.into());
+                }
+            }
         }
         let snapshot = store.snapshot();
         tracing::info!(%addr, %health_addr, policies = snapshot.policies.len(), "wasmhook serving");
@@ -215,6 +237,57 @@ impl RunningServer {
             let _ = task.await;
         }
         tracing::info!("wasmhook stopped");
+    }
+}
+
+/// Registers at start-up (bounded by the registration timeout) and returns
+/// the task that re-applies on changes.
+async fn register(
+    config: RegisterConfig,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+) -> Result<Reregistration, RegisterError> {
+    let registrar = Registrar::connect(config).await?;
+    registrar.apply_at_startup(&store.snapshot().policy_set()).await?;
+    metrics
+        .registrations
+        .get_or_create(&ResultLabels { result: "success" })
+        .inc();
+    Ok(Reregistration {
+        registrar,
+        store,
+        metrics,
+        interval,
+    })
+}
+
+/// Applies the webhook configurations again when the CA bundle or the policy
+/// set changed.
+struct Reregistration {
+    registrar: Registrar,
+    store: Arc<PolicyStore>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+}
+
+impl Reregistration {
+    async fn run(self, mut stopping: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = listener::stopped(&mut stopping) => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            let result = match self.registrar.apply(&self.store.snapshot().policy_set()).await {
+                Ok(false) => continue,
+                Ok(true) => "success",
+                Err(error) => {
+                    tracing::error!(%error, "cannot update the webhook configurations; will retry");
+                    "failure"
+                }
+            };
+            self.metrics.registrations.get_or_create(&ResultLabels { result }).inc();
+        }
     }
 }
 

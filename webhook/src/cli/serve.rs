@@ -15,6 +15,7 @@ use serde_json::json;
 use super::EXIT_USAGE;
 use crate::engine::EngineConfig;
 use crate::manifest::{self, RequestSpec};
+use crate::registration::RegisterConfig;
 use crate::server::registry::PolicySource;
 use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, RunningServer, ServerConfig};
 use crate::tls::TlsFiles;
@@ -78,6 +79,30 @@ pub struct ServeArgs {
     /// Reload the policy set only on SIGHUP, never by watching files.
     #[arg(long, env = "WASMHOOK_NO_POLICY_WATCH")]
     no_policy_watch: bool,
+    /// Apply wasmhook's own webhook configurations by server-side apply at
+    /// start-up, and again when the CA bundle or the policy set changes.
+    #[arg(long, env = "WASMHOOK_REGISTER")]
+    register: bool,
+    /// The CA bundle (PEM) put in the webhook configurations' caBundle
+    /// [default: the development CA, without --tls-cert].
+    #[arg(long, env = "WASMHOOK_CA_BUNDLE", value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
+    /// wasmhook's namespace, excluded from every webhook.
+    #[arg(long, env = "WASMHOOK_NAMESPACE", default_value = crate::registration::DEFAULT_NAMESPACE)]
+    namespace: String,
+    /// wasmhook's Service (and the webhook configurations' name).
+    #[arg(long, env = "WASMHOOK_SERVICE", default_value = crate::registration::DEFAULT_SERVICE)]
+    service: String,
+    /// The Service's port. (Not WASMHOOK_PORT: Kubernetes sets that in pods
+    /// beside a Service named wasmhook.)
+    #[arg(long, env = "WASMHOOK_WEBHOOK_PORT", default_value_t = crate::registration::DEFAULT_PORT)]
+    service_port: u16,
+    /// Kubeconfig for --register [default: in-cluster, then KUBECONFIG or ~/.kube/config].
+    #[arg(long, env = "WASMHOOK_KUBECONFIG", value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// How long start-up keeps trying to register; also bounds each API call.
+    #[arg(long, env = "WASMHOOK_REGISTER_TIMEOUT", value_parser = crate::duration::parse, default_value = "30s")]
+    register_timeout: Duration,
 }
 
 /// Runs `wasmhook serve`: 0 after a graceful shutdown, 2 when it cannot start.
@@ -112,6 +137,13 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         tls_reload_interval,
         policy_reload_interval,
         no_policy_watch,
+        register,
+        ca_bundle,
+        namespace,
+        service,
+        service_port,
+        kubeconfig,
+        register_timeout,
     } = args;
     let state_dir = state_dir
         .or_else(default_state_dir)
@@ -128,6 +160,24 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
                 }
             }
         }
+    };
+    let registration = match (register, ca_bundle.or_else(|| dev_ca.clone())) {
+        (false, _) => None,
+        (true, None) => {
+            let _ = writeln!(
+                err,
+                "error: --register needs --ca-bundle (the CA the API server must trust)"
+            );
+            return EXIT_USAGE;
+        }
+        (true, Some(ca_bundle)) => Some(RegisterConfig {
+            namespace,
+            service,
+            port: service_port,
+            ca_bundle,
+            kubeconfig,
+            timeout: register_timeout,
+        }),
     };
     let policies = config.clone().map_or(PolicySource::BuiltinDefault, PolicySource::File);
     let server_config = ServerConfig {
@@ -150,6 +200,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
             header_read: header_read_timeout,
             drain: drain_timeout,
         },
+        registration,
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };
     let server = match RunningServer::start(server_config).await {

@@ -75,6 +75,25 @@ impl WebhookConfigurations {
         }
     }
 
+    /// Both configurations, an empty one where the set has no policy of its
+    /// mode: what self-registration applies, so that server-side apply
+    /// removes the webhooks of policies that left the set.
+    pub fn build_complete(
+        set: &PolicySet,
+        target: &WebhookTarget,
+    ) -> (MutatingWebhookConfiguration, ValidatingWebhookConfiguration) {
+        let built = Self::build(set, target);
+        let mutating = built.mutating.unwrap_or_else(|| MutatingWebhookConfiguration {
+            metadata: metadata(target),
+            webhooks: Some(Vec::new()),
+        });
+        let validating = built.validating.unwrap_or_else(|| ValidatingWebhookConfiguration {
+            metadata: metadata(target),
+            webhooks: Some(Vec::new()),
+        });
+        (mutating, validating)
+    }
+
     /// The configurations as a YAML stream for `kubectl apply -f`: a comment
     /// naming `source` (what the policies came from) and saying which
     /// configuration was left out, if any, then each configuration as a

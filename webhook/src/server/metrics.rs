@@ -71,6 +71,8 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabels, Counter>,
     /// Serving certificate reloads.
     pub certificate_reloads: Family<ResultLabels, Counter>,
+    /// Applications of the webhook configurations (`--register`).
+    pub registrations: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -94,6 +96,7 @@ impl Metrics {
         let policy_load_failures = Family::<PolicyLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        let registrations = Family::<ResultLabels, Counter>::default();
         registry.register("reviews", "Admission reviews answered", reviews.clone());
         registry.register(
             "review_duration_seconds",
@@ -122,6 +125,11 @@ impl Metrics {
             "Serving certificate reloads",
             certificate_reloads.clone(),
         );
+        registry.register(
+            "registrations",
+            "Applications of the webhook configurations (--register)",
+            registrations.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -132,6 +140,7 @@ impl Metrics {
             policy_load_failures,
             config_reloads,
             certificate_reloads,
+            registrations,
         }
     }
 

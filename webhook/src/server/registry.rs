@@ -38,11 +38,27 @@ pub struct ActivePolicy {
 pub struct Snapshot {
     /// Serving policies by name.
     pub policies: BTreeMap<String, Arc<ActivePolicy>>,
+    /// Their names in policy-set order (the order the API server calls them).
+    pub order: Vec<String>,
     /// Policies whose newest configuration failed to load, with the reason.
     /// Those that had a previous version still serve it.
     pub load_failures: BTreeMap<String, String>,
     /// Why the newest policy-set file was not applied, if it was not.
     pub config_failure: Option<String>,
+}
+
+impl Snapshot {
+    /// The configurations being served, in policy-set order.
+    pub fn policy_set(&self) -> PolicySet {
+        PolicySet {
+            policies: self
+                .order
+                .iter()
+                .filter_map(|name| self.policies.get(name))
+                .map(|policy| policy.config.clone())
+                .collect(),
+        }
+    }
 }
 
 /// Why the policy set could not be loaded at start-up.
@@ -72,15 +88,14 @@ impl PolicyStore {
     /// validates everything before a port is bound).
     pub fn load(engine: Engine, source: PolicySource, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
         let set = read_set(&source, engine.config().max_memory_limit)?;
-        let mut policies = BTreeMap::new();
+        let mut snapshot = Snapshot::default();
         for config in set.policies {
             let compiled = compile(&engine, &config)?;
-            policies.insert(config.name.clone(), Arc::new(ActivePolicy { config, compiled }));
+            snapshot.order.push(config.name.clone());
+            snapshot
+                .policies
+                .insert(config.name.clone(), Arc::new(ActivePolicy { config, compiled }));
         }
-        let snapshot = Snapshot {
-            policies,
-            ..Snapshot::default()
-        };
         let inputs = fingerprint(&watched_files(&source, &snapshot));
         Ok(Self {
             engine,
@@ -128,6 +143,7 @@ impl PolicyStore {
                     .inc();
                 let snapshot = Snapshot {
                     policies: previous.policies.clone(),
+                    order: previous.order.clone(),
                     load_failures: previous.load_failures.clone(),
                     config_failure: Some(error.to_string()),
                 };
@@ -149,6 +165,7 @@ impl PolicyStore {
             };
             match active {
                 Ok(active) => {
+                    snapshot.order.push(name.clone());
                     snapshot.policies.insert(name, Arc::new(active));
                 }
                 Err(error) => {
@@ -159,6 +176,7 @@ impl PolicyStore {
                     match old {
                         Some(old) => {
                             tracing::error!(policy = %name, %error, "policy not reloaded; its previous version keeps serving");
+                            snapshot.order.push(name.clone());
                             snapshot.policies.insert(name.clone(), old.clone());
                         }
                         None => tracing::error!(policy = %name, %error, "new policy failed to load; it is not served"),

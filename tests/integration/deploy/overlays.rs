@@ -1,0 +1,119 @@
+//! The overlays: cert-manager (CA injection instead of self-registration)
+//! and dev (webhooks that call a server outside the cluster).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use serde_json::json;
+
+use super::rendered::{Rendered, deploy_dir, str_at};
+use super::{NAMESPACE, REGISTER_ARGS, SERVICE, args, assert_serve_accepts, assert_webhook_fields};
+
+#[test]
+fn cert_manager_overlay_injects_the_ca_and_drops_registration() {
+    let overlay = Rendered::of("overlays/cert-manager");
+    overlay.assert_every_object_parses();
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        let object = overlay.find(kind, SERVICE).expect(kind);
+        assert_eq!(
+            object["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            format!("{NAMESPACE}/wasmhook"),
+            "{kind}"
+        );
+    }
+    let certificate = overlay
+        .find("Certificate", "wasmhook")
+        .expect("the serving Certificate");
+    assert_eq!(certificate["spec"]["secretName"], "wasmhook-tls");
+    let names = [
+        "wasmhook",
+        "wasmhook.wasmhook-system",
+        "wasmhook.wasmhook-system.svc",
+        "wasmhook.wasmhook-system.svc.cluster.local",
+    ];
+    assert_eq!(certificate["spec"]["dnsNames"], json!(names));
+    // Serving Certificate ← CA Issuer ← CA Certificate ← self-signed Issuer.
+    let ca_issuer = str_at(certificate, "/spec/issuerRef/name");
+    let ca_secret = str_at(
+        overlay.find("Issuer", ca_issuer).expect("the CA Issuer"),
+        "/spec/ca/secretName",
+    );
+    let ca = overlay
+        .objects
+        .iter()
+        .find(|object| object["kind"] == "Certificate" && object["spec"]["secretName"] == ca_secret)
+        .expect("the CA Certificate");
+    assert_eq!(ca["spec"]["isCA"], true);
+    let root = overlay
+        .find("Issuer", str_at(ca, "/spec/issuerRef/name"))
+        .expect("the bootstrap Issuer");
+    assert!(root["spec"]["selfSigned"].is_object());
+
+    // No self-registration, so no API access; the rest of the arguments are the base's.
+    let overlay_args = args(&overlay.deployment());
+    assert!(
+        !overlay_args
+            .iter()
+            .any(|arg| arg == "--register" || arg == "--ca-bundle"),
+        "{overlay_args:?}"
+    );
+    let mut base_args = args(&Rendered::of("base").deployment());
+    base_args.drain(REGISTER_ARGS.0..REGISTER_ARGS.0 + 3);
+    assert_eq!(overlay_args, base_args);
+    assert_serve_accepts(&overlay_args);
+    assert!(overlay.find("ClusterRole", "wasmhook-register").is_none());
+    assert!(overlay.find("ClusterRoleBinding", "wasmhook-register").is_none());
+    let account: ServiceAccount = overlay.get("ServiceAccount", SERVICE);
+    assert_eq!(account.automount_service_account_token, Some(false));
+}
+
+#[test]
+fn dev_overlay_calls_a_url_and_runs_nothing_in_the_cluster() {
+    let overlay = Rendered::of("overlays/dev");
+    overlay.assert_every_object_parses();
+    let mut names = overlay.names();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "MutatingWebhookConfiguration/wasmhook",
+            "ValidatingWebhookConfiguration/wasmhook"
+        ]
+    );
+    let endpoint = std::fs::read_to_string(deploy_dir().join("overlays/dev/endpoint.env")).expect("endpoint.env");
+    let setting = |key: &str| {
+        endpoint
+            .lines()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("endpoint.env sets no {key}"))
+            .to_owned()
+    };
+    let (host, ca_bundle) = (setting("WEBHOOK_HOST"), setting("CA_BUNDLE"));
+    let set = Rendered::of("base").policy_set();
+    let webhooks = overlay.webhooks();
+    assert_eq!(webhooks.len(), set.policies.len());
+    for (mode, webhook, reinvocation) in &webhooks {
+        let policy_name = webhook
+            .name
+            .strip_suffix(".wasmhook.dev")
+            .expect("named after its policy");
+        let policy = set.get(policy_name).expect("a policy of the set");
+        assert_eq!(policy.enforcement.mode.as_str(), *mode);
+        assert!(webhook.client_config.service.is_none(), "{policy_name}: no Service");
+        assert_eq!(
+            webhook.client_config.url.as_deref(),
+            Some(format!("https://{host}/{mode}/{policy_name}").as_str())
+        );
+        let bundle = webhook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|bytes| BASE64.encode(&bytes.0));
+        assert_eq!(
+            bundle.unwrap_or_default(),
+            ca_bundle,
+            "{policy_name}: the caBundle of endpoint.env"
+        );
+        assert_webhook_fields(webhook, reinvocation.as_deref(), mode, policy);
+    }
+}

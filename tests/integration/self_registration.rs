@@ -1,0 +1,241 @@
+//! `wasmhook serve --register` against a stand-in API server on loopback
+//! (no cluster runs here): what is applied, how (server-side apply as field
+//! manager `wasmhook`), that a rotated CA bundle and a changed policy set are
+//! applied again, and that an unreachable API server fails start-up clearly
+//! and quickly instead of hanging.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::routing::patch;
+use base64::Engine as _;
+use serde_json::Value;
+use wasmhook::registration::RegisterConfig;
+
+use crate::harness::TestServer;
+
+const POLICY_SET: &str = r#"
+apiVersion: wasmhook.dev/v1alpha1
+kind: PolicySet
+policies:
+  - name: headless-service
+    module: builtin:headless-service
+  - name: statefulset-service-name
+    module: builtin:statefulset-service-name
+  - name: headless-validate
+    module: builtin:headless-service
+    mode: validate
+"#;
+
+/// One request the stand-in API server received.
+#[derive(Debug, Clone)]
+struct Applied {
+    resource: String,
+    name: String,
+    query: String,
+    content_type: String,
+    body: Value,
+}
+
+type Log = Arc<Mutex<Vec<Applied>>>;
+
+/// Records server-side-apply PATCHes and answers with the applied object.
+async fn apply(
+    State(log): State<Log>,
+    UrlPath((resource, name)): UrlPath<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::Json<Value> {
+    let body: Value = serde_json::from_slice(&body).expect("kube sends apply patches as JSON");
+    log.lock().unwrap().push(Applied {
+        resource,
+        name,
+        query: query.unwrap_or_default(),
+        content_type: headers
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        body: body.clone(),
+    });
+    axum::Json(body)
+}
+
+/// Starts the stand-in API server; returns its kubeconfig text and the log.
+async fn fake_api_server() -> (String, Log) {
+    let log: Log = Arc::default();
+    let app = Router::new()
+        .route("/apis/admissionregistration.k8s.io/v1/{resource}/{name}", patch(apply))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (kubeconfig(&format!("http://{address}")), log)
+}
+
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n\
+         users:\n- name: test\n  user:\n    token: test-token\ncontexts:\n- name: test\n  context:\n    \
+         cluster: test\n    user: test\ncurrent-context: test\n"
+    )
+}
+
+fn registration(dir: &Path, timeout: Duration) -> RegisterConfig {
+    RegisterConfig {
+        namespace: "wasmhook-system".into(),
+        service: "wasmhook".into(),
+        port: 443,
+        ca_bundle: dir.join("ca.pem"),
+        kubeconfig: Some(dir.join("kubeconfig")),
+        timeout,
+    }
+}
+
+fn webhook_names(applied: &Applied) -> Vec<String> {
+    applied.body["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|webhook| webhook["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn ca_bundles(applied: &Applied) -> Vec<Vec<u8>> {
+    applied.body["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|webhook| {
+            base64::engine::general_purpose::STANDARD
+                .decode(webhook["clientConfig"]["caBundle"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Waits until the log holds at least `count` requests.
+async fn wait_for(log: &Log, count: usize) -> Vec<Applied> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let applied = log.lock().unwrap().clone();
+        if applied.len() >= count {
+            return applied;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} applies arrived: {applied:#?}",
+            applied.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_at_startup_and_again_when_the_ca_or_the_policies_change() {
+    let (kubeconfig, log) = fake_api_server().await;
+    let first_ca = wasmhook::tls::generate_ca("first", 1).unwrap().cert_pem;
+    let server = TestServer::try_start(POLICY_SET, &[], |config, dir| {
+        std::fs::write(dir.join("kubeconfig"), &kubeconfig).unwrap();
+        std::fs::write(dir.join("ca.pem"), &first_ca).unwrap();
+        config.registration = Some(registration(dir, Duration::from_secs(5)));
+    })
+    .await
+    .expect("the server starts and registers");
+
+    let applied = wait_for(&log, 2).await;
+    let (mutating, validating) = (&applied[0], &applied[1]);
+    assert_eq!(mutating.resource, "mutatingwebhookconfigurations");
+    assert_eq!(validating.resource, "validatingwebhookconfigurations");
+    for request in [mutating, validating] {
+        assert_eq!(request.name, "wasmhook");
+        assert!(request.query.contains("fieldManager=wasmhook"), "{}", request.query);
+        assert!(request.query.contains("force=true"), "{}", request.query);
+        assert_eq!(request.content_type, "application/apply-patch+yaml");
+        assert!(ca_bundles(request).iter().all(|bundle| bundle == first_ca.as_bytes()));
+    }
+    assert_eq!(
+        webhook_names(mutating),
+        ["headless-service.wasmhook.dev", "statefulset-service-name.wasmhook.dev"],
+        "policy-set order"
+    );
+    assert_eq!(webhook_names(validating), ["headless-validate.wasmhook.dev"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(log.lock().unwrap().len(), 2, "nothing changed, nothing re-applied");
+
+    // The CA rotates (as a Secret volume update would).
+    let second_ca = wasmhook::tls::generate_ca("second", 1).unwrap().cert_pem;
+    std::fs::write(server.path("ca.pem"), &second_ca).unwrap();
+    let applied = wait_for(&log, 4).await;
+    assert!(
+        ca_bundles(&applied[2])
+            .iter()
+            .all(|bundle| bundle == second_ca.as_bytes())
+    );
+    assert!(
+        ca_bundles(&applied[3])
+            .iter()
+            .all(|bundle| bundle == second_ca.as_bytes())
+    );
+
+    // A policy leaves the set: its webhook leaves the configuration.
+    let fewer = POLICY_SET.replace(
+        "  - name: headless-validate\n    module: builtin:headless-service\n    mode: validate\n",
+        "",
+    );
+    std::fs::write(server.policy_set_path(), fewer).unwrap();
+    server.server.reload_policies().await;
+    let applied = wait_for(&log, 6).await;
+    assert_eq!(
+        webhook_names(&applied[5]),
+        Vec::<String>::new(),
+        "an empty list removes our webhooks"
+    );
+    server.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_fails_startup_clearly_and_quickly() {
+    let started = Instant::now();
+    let error = TestServer::try_start(POLICY_SET, &[], |config, dir| {
+        std::fs::write(dir.join("kubeconfig"), kubeconfig("http://127.0.0.1:1")).unwrap();
+        std::fs::write(
+            dir.join("ca.pem"),
+            wasmhook::tls::generate_ca("ca", 1).unwrap().cert_pem,
+        )
+        .unwrap();
+        config.registration = Some(registration(dir, Duration::from_secs(2)));
+    })
+    .await
+    .err()
+    .expect("start-up fails");
+    let elapsed = started.elapsed();
+    let message = error.to_string();
+    assert!(
+        message.contains("cannot register the webhook configurations"),
+        "{message}"
+    );
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_ca_bundle_fails_startup_at_once() {
+    let (kubeconfig, log) = fake_api_server().await;
+    let error = TestServer::try_start(POLICY_SET, &[], |config, dir| {
+        std::fs::write(dir.join("kubeconfig"), &kubeconfig).unwrap();
+        config.registration = Some(registration(dir, Duration::from_secs(30)));
+    })
+    .await
+    .err()
+    .expect("start-up fails");
+    let message = error.to_string();
+    assert!(message.contains("ca.pem"), "{message}");
+    assert!(log.lock().unwrap().is_empty(), "nothing was applied");
+}
