@@ -404,6 +404,7 @@ fn base_deployment_is_wired_to_its_files_service_and_account() {
         Some(&REGISTER_ARGS.1.map(String::from)[..])
     );
     assert_eq!(flag_value(&args, "--log-format"), Some("json"));
+    assert_serve_accepts(&args);
 
     // The Service selects these pods; the ServiceAccount exists and is what
     // the ClusterRoleBinding binds.
