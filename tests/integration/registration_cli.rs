@@ -102,7 +102,11 @@ fn manifests_register_the_example_set_with_the_generated_ca() {
     );
     assert_eq!(service.path.as_deref(), Some("/mutate/headless-service"));
     assert_eq!(hook.client_config.ca_bundle.as_ref().unwrap().0, ca_pem);
-    assert_eq!(hook.timeout_seconds, Some(2));
+    assert_eq!(
+        hook.timeout_seconds,
+        Some(3),
+        "a 2 s policy plus the server's 200 ms answer margin"
+    );
     assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
     assert_eq!(hook.reinvocation_policy.as_deref(), Some("IfNeeded"));
     assert_eq!(hook.side_effects, "None");

@@ -149,6 +149,10 @@ pub enum Trust {
     /// No `caBundle`: the API server's own trust roots. Only for a URL whose
     /// certificate a public CA issued.
     SystemRoots,
+    /// No `caBundle` yet: wasmhook's pods fill it in themselves
+    /// (`wasmhook serve --register --ca-bundle …`). For manifests applied
+    /// before the Deployment, such as the kustomize base.
+    SelfRegistered,
 }
 
 impl Trust {

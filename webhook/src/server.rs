@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-pub use app::budget_within;
+pub use app::{answer_margin, budget_within};
 pub use listener::ConnectionTimeouts;
 
 use crate::engine::{Engine, EngineConfig};

@@ -44,6 +44,9 @@ pub struct ManifestsArgs {
     /// Let cert-manager inject the caBundle from this Certificate.
     #[arg(long, env = "WASMHOOK_CERT_MANAGER", value_name = "NAMESPACE/CERTIFICATE")]
     cert_manager: Option<String>,
+    /// Leave caBundle empty: wasmhook's pods fill it in (`serve --register --ca-bundle FILE`).
+    #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "url"])]
+    self_registered: bool,
     /// Call wasmhook at this https:// base URL instead of through the Service (e.g. out of the cluster);
     /// without --ca-bundle or --cert-manager its certificate must be publicly trusted.
     #[arg(long, env = "WASMHOOK_URL", value_name = "URL")]
@@ -89,10 +92,12 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
         port,
         ca_bundle,
         cert_manager,
+        self_registered,
         url,
         output: _,
     } = args;
     let trust = match (ca_bundle, cert_manager) {
+        _ if self_registered => Trust::SelfRegistered,
         (Some(path), _) => {
             let pem = std::fs::read(&path)
                 .map_err(|error| format!("--ca-bundle: cannot read {}: {error}", path.display()))?;
@@ -104,7 +109,8 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
             return Err(
                 "the API server must be able to verify wasmhook's certificate: pass --ca-bundle FILE \
                         (e.g. ca.pem from `wasmhook certs`), --cert-manager NAMESPACE/CERTIFICATE (cert-manager \
-                        injects the CA), or --url URL for a server whose certificate a public CA issued"
+                        injects the CA), --self-registered (the pods fill it in with `serve --register`), or --url \
+                        URL for a server whose certificate a public CA issued"
                     .to_owned(),
             );
         }

@@ -234,7 +234,9 @@ fn fixed_fields_and_the_policys_own_fields() {
 fn timeouts_round_up_to_whole_seconds_within_1_to_30() {
     let cases = [
         (Duration::from_millis(100), 1),
-        (Duration::from_secs(2), 2),
+        (Duration::from_millis(900), 1),
+        (Duration::from_secs(1), 2),
+        (Duration::from_secs(2), 3),
         (Duration::from_millis(2500), 3),
         (Duration::from_secs(30), 30),
         (Duration::ZERO, 1),
@@ -257,7 +259,7 @@ fn timeouts_round_up_to_whole_seconds_within_1_to_30() {
             ("first-mutate.wasmhook.dev", 1),
             ("second-mutate.wasmhook.dev", 30),
             ("first-validate.wasmhook.dev", 3),
-            ("second-validate.wasmhook.dev", 2),
+            ("second-validate.wasmhook.dev", 3),
         ]
     );
 }

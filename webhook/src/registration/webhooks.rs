@@ -118,15 +118,21 @@ impl WebhookConfigurations {
     }
 }
 
-/// `timeoutSeconds` for a policy timeout: whole seconds rounded up (the API
-/// server must not give up before the policy may), at least 1 and at most 30
-/// (the range the API server accepts). wasmhook bounds each evaluation by the
-/// API server's `?timeout=` as well, so the two cannot disagree for long.
+/// `timeoutSeconds` for a policy timeout: the fewest whole seconds that still
+/// leave the policy its whole timeout after the server's answer margin (so a
+/// 2 s policy gets 3 s: 3 s minus 300 ms), at least 1 and at most 30 (the
+/// range the API server accepts). wasmhook bounds each evaluation by the API
+/// server's `?timeout=` as well, so the two cannot disagree.
 pub fn timeout_seconds(timeout: Duration) -> i32 {
-    let seconds = timeout.as_nanos().div_ceil(1_000_000_000);
-    i32::try_from(seconds)
+    // The server keeps a margin of the API server's deadline to answer in
+    // (`crate::server::answer_margin`): the deadline must cover the policy's
+    // whole timeout plus that margin.
+    (1..=MAX_TIMEOUT_SECONDS)
+        .find(|&seconds| {
+            let deadline = Duration::from_secs(seconds.unsigned_abs().into());
+            deadline.saturating_sub(crate::server::answer_margin(deadline)) >= timeout
+        })
         .unwrap_or(MAX_TIMEOUT_SECONDS)
-        .clamp(1, MAX_TIMEOUT_SECONDS)
 }
 
 /// Name, labels and (for cert-manager) the CA injection annotation.
@@ -136,7 +142,7 @@ fn metadata(target: &WebhookTarget) -> ObjectMeta {
             CERT_MANAGER_INJECT_ANNOTATION.to_owned(),
             format!("{namespace}/{certificate}"),
         )])),
-        Trust::CaBundle(_) | Trust::SystemRoots => None,
+        Trust::CaBundle(_) | Trust::SystemRoots | Trust::SelfRegistered => None,
     };
     ObjectMeta {
         name: Some(target.service().to_owned()),
@@ -204,7 +210,7 @@ fn client_config(policy: &PolicyConfig, target: &WebhookTarget) -> WebhookClient
     let path = format!("/{}/{}", policy.enforcement.mode.as_str(), policy.name);
     let ca_bundle = match target.trust() {
         Trust::CaBundle(pem) => Some(ByteString(pem.clone())),
-        Trust::CertManager { .. } | Trust::SystemRoots => None,
+        Trust::CertManager { .. } | Trust::SystemRoots | Trust::SelfRegistered => None,
     };
     match target.url() {
         Some(url) => WebhookClientConfig {

@@ -214,11 +214,16 @@ async fn review(
 /// The time a policy may take: the caller's deadline minus what has already
 /// elapsed and a margin for writing the answer (10 %, between 50 and 500 ms).
 pub fn budget_within(caller_deadline: Duration, elapsed: Duration) -> Duration {
-    let margin = (caller_deadline / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
     caller_deadline
         .saturating_sub(elapsed)
-        .saturating_sub(margin)
+        .saturating_sub(answer_margin(caller_deadline))
         .max(Duration::from_millis(1))
+}
+
+/// What the server keeps of a caller's deadline for reading the request and
+/// writing the answer: 10 %, between 50 and 500 ms.
+pub fn answer_margin(caller_deadline: Duration) -> Duration {
+    (caller_deadline / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
