@@ -67,9 +67,11 @@ fn an_endless_loop_times_out_close_to_its_limit() {
     let elapsed = started.elapsed();
     assert_eq!(failure, PolicyFailure::Timeout(timeout));
     assert!(elapsed >= timeout, "cut off early, after {elapsed:?}");
-    // The tick is 1 ms; the margin only absorbs a loaded CI machine.
+    // The tick is 1 ms and the cutoff lands within a few ms on an idle machine
+    // (~19 ms in a debug build); the margin absorbs a CI machine whose two cores
+    // are busy with the other tests' spinning policies.
     assert!(
-        elapsed < timeout + Duration::from_millis(100),
+        elapsed < timeout + Duration::from_millis(250),
         "cut off late, after {elapsed:?}"
     );
 }

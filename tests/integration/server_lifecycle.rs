@@ -27,7 +27,7 @@ policies:
         resources: ["services"]
   - name: slow
     module: ./custom.wasm
-    timeout: 600ms
+    timeout: 2s
     failurePolicy: Ignore
     settings: {behaviour: loop}
     rules:
@@ -223,7 +223,7 @@ async fn an_invalid_policy_set_on_reload_changes_nothing() {
 async fn shutdown_answers_every_accepted_request() {
     let server = start().await;
     let answered = Arc::new(AtomicUsize::new(0));
-    // Each review takes ~600 ms (the policy times out and is ignored), so all
+    // Each review takes ~2 s (the policy times out and is ignored), so all
     // of them are in flight when shutdown begins.
     let requests: Vec<_> = (0..8)
         .map(|index| {
@@ -246,7 +246,12 @@ async fn shutdown_answers_every_accepted_request() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Shut down only once all of them are being evaluated (accepted).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.server.metrics_text().contains("wasmhook_reviews_in_flight 8") {
+        assert!(std::time::Instant::now() < deadline, "the requests never got in flight");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let url = server.url("/healthz");
     let certs_client = server.certs.http1_client();
     server.server.shutdown().await;
