@@ -7,6 +7,7 @@ mod serve;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -98,6 +99,27 @@ pub fn main() -> ExitCode {
     // for the life of `serve` would block every one of them.
     let status = run(std::env::args_os(), &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(status)
+}
+
+/// `$XDG_CACHE_HOME/wasmhook`, or `~/.cache/wasmhook`: the compile cache.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_CACHE_HOME", ".cache")
+}
+
+/// `$XDG_STATE_HOME/wasmhook`, or `~/.local/state/wasmhook`: development
+/// certificates and the sample review.
+pub fn default_state_dir() -> Option<PathBuf> {
+    xdg_dir("XDG_STATE_HOME", ".local/state")
+}
+
+/// `$<variable>/wasmhook` when the variable is set and not empty, else
+/// `$HOME/<fallback>/wasmhook`.
+fn xdg_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
+    std::env::var_os(variable)
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(fallback)))
+        .map(|base| base.join("wasmhook"))
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` overrides `default_filter`.

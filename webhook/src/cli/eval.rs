@@ -3,7 +3,7 @@
 //! the verdict, the JSON Patch and the resulting object.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -185,16 +185,7 @@ fn cache_dir(args: &EvalArgs) -> Option<PathBuf> {
     if args.no_cache {
         return None;
     }
-    args.cache_dir.clone().or_else(default_cache_dir)
-}
-
-/// `$XDG_CACHE_HOME/wasmhook`, or `~/.cache/wasmhook`.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_CACHE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .map(|cache| cache.join("wasmhook"))
+    args.cache_dir.clone().or_else(super::default_cache_dir)
 }
 
 fn print_json(out: &mut dyn Write, decision: &Decision) -> std::io::Result<()> {

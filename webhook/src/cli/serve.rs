@@ -146,7 +146,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
         register_timeout,
     } = args;
     let state_dir = state_dir
-        .or_else(default_state_dir)
+        .or_else(super::default_state_dir)
         .unwrap_or_else(|| PathBuf::from(".wasmhook"));
     let (tls, dev_ca) = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => (TlsFiles { cert, key }, None),
@@ -190,7 +190,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
             cache_dir: if no_cache {
                 None
             } else {
-                cache_dir.or_else(super::eval::default_cache_dir)
+                cache_dir.or_else(super::default_cache_dir)
             },
             ..EngineConfig::default()
         },
@@ -246,15 +246,6 @@ fn dev_sans(listen: SocketAddr) -> Vec<String> {
         sans.push(ip.to_string());
     }
     sans
-}
-
-/// `$XDG_STATE_HOME/wasmhook`, or `~/.local/state/wasmhook`.
-fn default_state_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")))
-        .map(|state| state.join("wasmhook"))
 }
 
 /// Writes a sample review and prints how to try the server with curl.
