@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build test lint fmt clippy doc run clean
+.PHONY: all setup build test bench lint fmt clippy doc run clean
 
 all: build
 
@@ -16,9 +16,16 @@ setup:
 build: setup
 	$(CARGO) build --workspace
 
-## test: every unit, integration and end-to-end test
+## test: every unit, integration and end-to-end test, and every benchmark once (no timing)
 test: setup
 	$(CARGO) test --workspace
+	python3 tests/bench/load.py --smoke
+
+## bench: the in-process benchmarks (criterion), then the end-to-end load
+## benchmark on a release build (installs wrk if missing; report in target/bench/)
+bench: setup
+	$(CARGO) bench --workspace --bench hot_path
+	python3 tests/bench/load.py
 
 ## run: serve the built-in policies on https://127.0.0.1:8443 with a development CA
 run: setup

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::server::Evaluator;
+
 /// Runs Kubernetes admission policies compiled to WebAssembly.
 #[derive(Debug, Parser)]
 #[command(name = "wasmhook", version, about, long_about = None)]
@@ -77,7 +79,7 @@ where
         }
         Command::Serve(args) => {
             init_logging(cli.log_format, "info");
-            serve::run(*args, out, err)
+            serve::run(*args, Evaluator::Policies, out, err)
         }
         Command::Manifests(args) => {
             init_logging(cli.log_format, "warn");
@@ -88,6 +90,35 @@ where
             certs::run(args, out, err)
         }
     }
+}
+
+/// `wasmhook serve`'s arguments alone: the benchmark baseline's command line.
+#[derive(Debug, Parser)]
+#[command(name = "wasmhook-baseline")]
+struct BaselineCli {
+    #[command(flatten)]
+    serve: serve::ServeArgs,
+}
+
+/// The benchmark baseline's entry point: `wasmhook serve` with the same
+/// arguments, runtime, logging and HTTP/TLS/JSON path, except that every
+/// review is allowed without running a policy
+/// ([`Evaluator::AllowWithoutPolicy`]). Only the benchmark-only binary
+/// `wasmhook-baseline` (in `tests/bench/`) calls it.
+pub fn baseline_main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let status = match BaselineCli::try_parse() {
+        Ok(cli) => {
+            init_logging(LogFormat::Text, "info");
+            serve::run(cli.serve, Evaluator::AllowWithoutPolicy, &mut out, &mut err)
+        }
+        Err(error) => {
+            let _ = error.print();
+            u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE)
+        }
+    };
+    ExitCode::from(status)
 }
 
 /// The binary's entry point.

@@ -53,6 +53,23 @@ pub struct ServerConfig {
     /// Self-registration (`--register`): apply the webhook configurations
     /// at start-up and whenever the CA bundle or the policy set changes.
     pub registration: Option<RegisterConfig>,
+    /// How reviews are decided: by the policies, except in the benchmark
+    /// baseline.
+    pub evaluator: Evaluator,
+}
+
+/// How the server decides a review once it has been read and parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Evaluator {
+    /// Run the policy: what `wasmhook serve` always does.
+    #[default]
+    Policies,
+    /// Allow every review without running any policy. The benchmark baseline
+    /// (`wasmhook-baseline`): the same HTTP, TLS, routing, parsing, response
+    /// encoding, metrics and logging, without Wasm, so a benchmark can state
+    /// what the policies cost. No command-line flag or policy-set field
+    /// selects it.
+    AllowWithoutPolicy,
 }
 
 impl ServerConfig {
@@ -74,6 +91,7 @@ impl ServerConfig {
                 drain: Duration::from_secs(25),
             },
             registration: None,
+            evaluator: Evaluator::Policies,
         }
     }
 }
@@ -144,6 +162,7 @@ impl RunningServer {
             metrics: metrics.clone(),
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.timeouts.header_read,
+            evaluator: config.evaluator,
         });
         let (shutdown, stopping) = watch::channel(false);
         let mut tasks = vec![

@@ -17,7 +17,7 @@ use crate::engine::EngineConfig;
 use crate::manifest::{self, RequestSpec};
 use crate::registration::RegisterConfig;
 use crate::server::registry::PolicySource;
-use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, RunningServer, ServerConfig};
+use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, Evaluator, RunningServer, ServerConfig};
 use crate::tls::TlsFiles;
 
 /// Arguments of `wasmhook serve`. Every flag has an environment-variable twin.
@@ -106,7 +106,10 @@ pub struct ServeArgs {
 }
 
 /// Runs `wasmhook serve`: 0 after a graceful shutdown, 2 when it cannot start.
-pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+///
+/// `evaluator` is [`Evaluator::Policies`] for `wasmhook serve`; the benchmark
+/// baseline passes [`Evaluator::AllowWithoutPolicy`].
+pub fn run(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -114,10 +117,10 @@ pub fn run(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             return EXIT_USAGE;
         }
     };
-    runtime.block_on(serve(args, out, err))
+    runtime.block_on(serve(args, evaluator, out, err))
 }
 
-async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let ServeArgs {
         config,
         listen,
@@ -201,6 +204,7 @@ async fn serve(args: ServeArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 
             drain: drain_timeout,
         },
         registration,
+        evaluator,
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };
     let server = match RunningServer::start(server_config).await {

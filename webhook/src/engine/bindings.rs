@@ -6,4 +6,20 @@
 wasmtime::component::bindgen!({
     path: "../policies/wit",
     world: "policy",
+    // Evaluations run as futures on the server's workers (see engine.rs).
+    exports: { default: async },
 });
+
+impl Verdict {
+    /// A verdict that allows the request unchanged.
+    pub fn allow() -> Self {
+        Self {
+            allowed: true,
+            message: None,
+            code: None,
+            mutated_object: None,
+            warnings: Vec::new(),
+            audit_annotations: Vec::new(),
+        }
+    }
+}

@@ -3,24 +3,28 @@
 //! The pooling allocator has a fixed number of instance slots and fails at
 //! once when they are all taken, so the engine never lets more evaluations
 //! run than there are slots. A caller waits for a slot at most until its own
-//! deadline, then gets a typed overload failure instead of hanging.
+//! deadline, then gets a typed overload failure instead of hanging. Waiting
+//! is asynchronous: a review waiting for a slot never blocks a worker thread
+//! the reviews holding the slots need.
 
-use std::sync::{Condvar, Mutex};
 use std::time::Instant;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// A counting semaphore whose `acquire` gives up at a deadline.
 pub struct Gate {
-    free: Mutex<usize>,
-    released: Condvar,
+    slots: Semaphore,
     capacity: usize,
 }
+
+/// A held slot, released on drop.
+pub type Permit<'a> = SemaphorePermit<'a>;
 
 impl Gate {
     /// A gate that lets `capacity` holders through at once.
     pub fn new(capacity: usize) -> Self {
         Self {
-            free: Mutex::new(capacity),
-            released: Condvar::new(),
+            slots: Semaphore::new(capacity),
             capacity,
         }
     }
@@ -31,33 +35,15 @@ impl Gate {
     }
 
     /// Waits for a slot until `deadline`; `None` if none freed up in time.
-    pub fn acquire(&self, deadline: Instant) -> Option<Permit<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            let now = Instant::now();
-            if now >= deadline {
-                return None;
-            }
-            free = self
-                .released
-                .wait_timeout(free, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+    /// Needs a Tokio timer only when it has to wait.
+    pub async fn acquire(&self, deadline: Instant) -> Option<Permit<'_>> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Some(permit);
         }
-        *free -= 1;
-        Some(Permit { gate: self })
-    }
-}
-
-/// A held slot, released on drop.
-pub struct Permit<'a> {
-    gate: &'a Gate,
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.gate.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.gate.released.notify_one();
+        tokio::time::timeout_at(deadline.into(), self.slots.acquire())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 }
 
@@ -67,26 +53,27 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn acquire_gives_up_at_the_deadline_and_release_frees_a_slot() {
+    #[tokio::test]
+    async fn acquire_gives_up_at_the_deadline_and_release_frees_a_slot() {
         let gate = Gate::new(1);
-        let first = gate.acquire(Instant::now()).expect("a free slot");
+        let first = gate.acquire(Instant::now()).await.expect("a free slot");
         let started = Instant::now();
-        assert!(gate.acquire(Instant::now() + Duration::from_millis(20)).is_none());
+        assert!(gate.acquire(Instant::now() + Duration::from_millis(20)).await.is_none());
         assert!(started.elapsed() >= Duration::from_millis(20));
         drop(first);
-        assert!(gate.acquire(Instant::now()).is_some());
+        assert!(gate.acquire(Instant::now()).await.is_some());
     }
 
-    #[test]
-    fn a_waiter_is_woken_by_a_release() {
-        let gate = Gate::new(1);
-        let held = gate.acquire(Instant::now()).unwrap();
-        std::thread::scope(|scope| {
-            let waiter = scope.spawn(|| gate.acquire(Instant::now() + Duration::from_secs(10)).is_some());
-            std::thread::sleep(Duration::from_millis(10));
-            drop(held);
-            assert!(waiter.join().unwrap());
-        });
+    #[tokio::test]
+    async fn a_waiter_is_woken_by_a_release() {
+        let gate = std::sync::Arc::new(Gate::new(1));
+        let held = gate.acquire(Instant::now()).await.unwrap();
+        let waiter = {
+            let gate = gate.clone();
+            tokio::spawn(async move { gate.acquire(Instant::now() + Duration::from_secs(10)).await.is_some() })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        drop(held);
+        assert!(waiter.await.unwrap());
     }
 }

@@ -13,10 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::Verdict;
 use crate::policy::Mode;
 use crate::response::decide;
 use crate::review::{AdmissionInput, operation_name};
 use crate::server::metrics::{FailureLabels, Metrics, PolicyLabels, ReviewLabels};
+use crate::server::Evaluator;
 use crate::server::registry::PolicyStore;
 
 /// What the handlers share.
@@ -29,6 +31,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// How long reading a request body may take.
     pub body_timeout: Duration,
+    /// Policies, or the benchmark baseline.
+    pub evaluator: Evaluator,
 }
 
 /// The admission router (served over TLS).
@@ -148,27 +152,12 @@ async fn review(
 
     let budget = caller_deadline.map(|deadline| budget_within(deadline, started.elapsed()));
     metrics.in_flight.inc();
-    let evaluation = {
-        let policy = policy.clone();
-        tokio::task::spawn_blocking(move || {
-            let evaluated = policy.compiled.evaluate(input.request_json(), budget);
-            let decision = decide(&policy.config.name, policy.config.enforcement, &input, evaluated);
-            (input, decision)
-        })
-        .await
+    let evaluated = match state.evaluator {
+        Evaluator::Policies => policy.compiled.evaluate(input.request_json(), budget).await,
+        Evaluator::AllowWithoutPolicy => Ok(Verdict::allow()),
     };
+    let decision = decide(&policy.config.name, policy.config.enforcement, &input, evaluated);
     metrics.in_flight.dec();
-    let (input, decision) = match evaluation {
-        Ok(done) => done,
-        Err(join_error) => {
-            // Only a bug in wasmhook itself gets here (policy failures are values).
-            tracing::error!(policy = %policy_name, %join_error, "evaluation task failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error while evaluating the review",
-            );
-        }
-    };
 
     let elapsed = started.elapsed();
     let result = decision.outcome.label();

@@ -1,0 +1,618 @@
+#!/usr/bin/env python3
+"""The end-to-end benchmark behind `make bench`.
+
+It builds the `wasmhook` server and the benchmark-only `wasmhook-baseline`
+(the same server answering `allowed: true` without running a policy), starts
+each on loopback with TLS, and drives it with wrk over HTTP/1.1 keep-alive
+connections, the way the API server calls webhooks. Scenarios:
+
+- load: reviews/s, latency percentiles, server CPU per review and peak RSS,
+  for wasmhook and the baseline in the same run, at 1, 16 and 64 connections;
+- startup: time until /readyz answers, with the built-in policies and with
+  100 copies of a policy, with an empty and with a warm compile cache;
+- hostile neighbour: a healthy policy's throughput while another policy's
+  endpoint is hammered with reviews that run into its timeout.
+
+Every scenario is repeated (`--runs`, default 3) and the report gives medians;
+ratios are taken within one run, then their median. Answers are checked, not
+only counted: one review per workload is compared with the expectation table
+(tests/fixtures/expected.json), and any non-2xx answer or socket error fails
+the benchmark. `--smoke` runs every scenario once, briefly, on the debug build:
+`make test` uses it so the benchmark cannot rot. Nothing is timed as a test.
+
+Only the Python standard library is used; wrk is installed from Debian's
+packages if it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+REVIEWS = FIXTURES / "admission-reviews"
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
+
+# The peer's figures and our targets (issue #6), restated in the report.
+PEER = {
+    "service-mutate": {"reviews_per_s": 4400, "cpu_us": 300},
+    "service-recorded": {"reviews_per_s": 2550, "cpu_us": 520},
+}
+TARGET_SPEEDUP_OVER_PEER = 5
+TARGET_WASM_PATH_CPU_US = 50
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    policy: str
+    fixture: str
+    what: str
+
+
+WORKLOADS = [
+    Workload(
+        "service-mutate",
+        "headless-service",
+        "crafted-mutating-create-service-db-headless.json",
+        "2.9 KB Service review that the policy patches (2 operations)",
+    ),
+    Workload(
+        "service-recorded",
+        "headless-service",
+        "mutating-create-service-dry-svc.json",
+        "2.6 KB Service review recorded from kube-apiserver, allowed unchanged",
+    ),
+    Workload(
+        "statefulset-mutate",
+        "statefulset-service-name",
+        "mutating-create-statefulset-mysql.json",
+        "6.3 KB StatefulSet review recorded from kube-apiserver, patched (1 operation)",
+    ),
+]
+
+
+class BenchError(Exception):
+    """A benchmark that could not run, or whose server answered wrongly."""
+
+
+# ---------------------------------------------------------------- set-up
+
+
+def ensure_wrk() -> str:
+    """wrk on PATH, installed from Debian's packages when missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise BenchError(
+            "wrk is not installed and cannot be installed here (needs apt-get as root): "
+            "install Debian's package `wrk` and run again"
+        )
+    print("== installing wrk from Debian's packages", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = [apt, "install", "-y", "--no-install-recommends", "wrk"]
+    if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run([apt, "update"], env=env, stdout=subprocess.DEVNULL, check=False)
+        if subprocess.run(install, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            raise BenchError("apt-get could not install wrk")
+    found = shutil.which("wrk")
+    if not found:
+        raise BenchError("wrk was installed but is not on PATH")
+    return found
+
+
+@dataclass
+class Build:
+    wasmhook: Path
+    baseline: Path
+    misbehaving_policy: Path
+
+
+def cargo_build(release: bool) -> Build:
+    """Builds the two servers; finds them and the test policies from cargo's own output.
+
+    The debug build is the one `cargo test --workspace` makes (so the smoke
+    run in `make test` rebuilds nothing); the release build is the servers'.
+    """
+    if release:
+        command = ["cargo", "build", "--workspace", "--bins", "--release"]
+    else:
+        command = ["cargo", "test", "--workspace", "--no-run"]
+    command.append("--message-format=json-render-diagnostics")
+    print(f"== {' '.join(command)}", flush=True)
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise BenchError("cargo build failed (its errors are above)")
+    executables: dict[str, Path] = {}
+    artifacts_out = None
+    for line in done.stdout.splitlines():
+        message = json.loads(line)
+        is_bin = "bin" in message.get("target", {}).get("kind", [])
+        if message.get("reason") == "compiler-artifact" and is_bin and not message["profile"]["test"] and message.get("executable"):
+            executables[message["target"]["name"]] = Path(message["executable"])
+        if message.get("reason") == "build-script-executed" and "wasmhook-policy-artifacts" in message["package_id"]:
+            artifacts_out = Path(message["out_dir"])
+    missing = [name for name in ("wasmhook", "wasmhook-baseline") if name not in executables]
+    if missing or artifacts_out is None:
+        raise BenchError(f"cargo did not report {missing or 'the policy artifacts'}")
+    misbehaving = artifacts_out / "target" / "wasm32-wasip2" / "policy" / "misbehaving_policy.wasm"
+    if not misbehaving.is_file():
+        raise BenchError(f"the test policy is not where the artifacts build puts it: {misbehaving}")
+    return Build(executables["wasmhook"], executables["wasmhook-baseline"], misbehaving)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def policy_set(path: Path, policies: list[str]) -> Path:
+    path.write_text("apiVersion: wasmhook.dev/v1alpha1\nkind: PolicySet\npolicies:\n" + "".join(policies))
+    return path
+
+
+def builtin_entry(name: str, module: str) -> str:
+    return f"  - name: {name}\n    module: builtin:{module}\n"
+
+
+HOSTILE_ENTRY = """  - name: hostile
+    module: {module}
+    timeout: 100ms
+    failurePolicy: Ignore
+    settings: {{behaviour: loop}}
+    rules:
+      - operations: [CREATE]
+        apiGroups: [""]
+        apiVersions: [v1]
+        resources: [services]
+"""
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Server:
+    """One `wasmhook serve` (or baseline) process on loopback ports."""
+
+    def __init__(self, label: str, binary: Path, baseline: bool, work: Path, config: Path, cache: Path):
+        self.label = label
+        self.port = free_port()
+        self.health_port = free_port()
+        self.state = work / "state"
+        self.log = work / f"{label}-{self.port}.log"
+        command = [str(binary)] + ([] if baseline else ["serve"])
+        command += [
+            "--config", str(config),
+            "--listen", f"127.0.0.1:{self.port}",
+            "--health-listen", f"127.0.0.1:{self.health_port}",
+            "--state-dir", str(self.state),
+            "--cache-dir", str(cache),
+            "--no-policy-watch",
+        ]
+        self.command = command
+        self.process: subprocess.Popen | None = None
+        self.ready_seconds = 0.0
+
+    def start(self, timeout: float = 300.0) -> "Server":
+        started = time.monotonic()
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        while True:
+            if self.process.poll() is not None:
+                raise BenchError(f"{self.label} exited with {self.process.returncode} before it was ready; see {self.log}")
+            if self.ready():
+                self.ready_seconds = time.monotonic() - started
+                return self
+            if time.monotonic() - started > timeout:
+                self.process.kill()
+                raise BenchError(f"{self.label} was not ready after {timeout:.0f} s; see {self.log}")
+            time.sleep(0.002)
+
+    def ready(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=1)
+            connection.request("GET", "/readyz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise BenchError(f"{self.label} did not exit within 60 s of SIGTERM; see {self.log}")
+        if code != 0:
+            raise BenchError(f"{self.label} exited with {code} after SIGTERM; see {self.log}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every thread so far, from /proc."""
+        assert self.process is not None
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def memory_kib(self, field_name: str) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+        raise BenchError(f"/proc/{self.process.pid}/status has no {field_name}")
+
+    def url(self, policy: str) -> str:
+        return f"https://127.0.0.1:{self.port}/mutate/{policy}"
+
+    def post(self, policy: str, body: bytes) -> dict:
+        """One review over verified TLS (the development CA), answered as JSON."""
+        context = ssl.create_default_context(cafile=str(self.state / "dev-tls" / "ca.pem"))
+        connection = http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=30)
+        connection.request("POST", f"/mutate/{policy}", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise BenchError(f"{self.label}: POST /mutate/{policy} answered {response.status}: {payload[:300]!r}")
+        return json.loads(payload)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def expected_answer(workload: Workload) -> tuple[bool, list]:
+    for case in json.loads((FIXTURES / "expected.json").read_text()):
+        if case["fixture"] == workload.fixture and case["policy"] == workload.policy and case["settings"] is None:
+            return case["allowed"], case["patch"]
+    raise BenchError(f"expected.json has no case for {workload.fixture} with {workload.policy}")
+
+
+def check_answer(server: Server, workload: Workload, baseline: bool) -> None:
+    """The server's answer to the workload's review is the expected one."""
+    body = (REVIEWS / workload.fixture).read_bytes()
+    response = server.post(workload.policy, body)["response"]
+    allowed, patch = (True, []) if baseline else expected_answer(workload)
+    got_patch = json.loads(base64.b64decode(response["patch"])) if "patch" in response else []
+    uid = json.loads(body)["request"]["uid"]
+    if response.get("uid") != uid or response.get("allowed") != allowed or got_patch != patch:
+        raise BenchError(
+            f"{server.label}: wrong answer for {workload.fixture}: allowed={response.get('allowed')} "
+            f"patch={got_patch} (expected allowed={allowed} patch={patch})"
+        )
+
+
+# ---------------------------------------------------------------- wrk
+
+
+@dataclass
+class LoadResult:
+    reviews_per_s: float
+    latency_us: dict
+    cpu_us_per_review: float
+    requests: int
+    errors: int
+
+
+def start_wrk(url: str, body: Path, connections: int, seconds: float) -> subprocess.Popen:
+    threads = 1 if connections == 1 else 2
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url]
+    env = dict(os.environ, WASMHOOK_BENCH_BODY=str(body))
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wrk_summary(process: subprocess.Popen, seconds: float) -> dict:
+    output, _ = process.communicate(timeout=seconds + 60)
+    for line in output.splitlines():
+        if line.startswith("WRK_SUMMARY "):
+            return json.loads(line.removeprefix("WRK_SUMMARY "))
+    raise BenchError(f"wrk printed no summary:\n{output}")
+
+
+def drive(server: Server, workload: Workload, connections: int, seconds: float) -> LoadResult:
+    body = REVIEWS / workload.fixture
+    cpu_before = server.cpu_seconds()
+    summary = wrk_summary(start_wrk(server.url(workload.policy), body, connections, seconds), seconds)
+    cpu = server.cpu_seconds() - cpu_before
+    requests = summary["requests"]
+    errors = sum(summary["errors"].values())
+    if requests == 0:
+        raise BenchError(f"{server.label}: no review was answered ({workload.name}, {connections} connections)")
+    if errors:
+        raise BenchError(f"{server.label}: {errors} failed reviews ({workload.name}, {connections} connections): {summary['errors']}")
+    return LoadResult(
+        reviews_per_s=requests / (summary["duration_us"] / 1e6),
+        latency_us=summary["latency_us"],
+        cpu_us_per_review=cpu * 1e6 / requests,
+        requests=requests,
+        errors=errors,
+    )
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Options:
+    runs: int
+    seconds: float
+    warmup_seconds: float
+    connections: list[int]
+    workloads: list[Workload]
+    copies: int
+    build: Build
+    work: Path
+
+
+def builtins_config(options: Options) -> Path:
+    return policy_set(
+        options.work / "builtins.yaml",
+        [builtin_entry("headless-service", "headless-service"), builtin_entry("statefulset-service-name", "statefulset-service-name")],
+    )
+
+
+def load_scenario(options: Options) -> dict:
+    """{(server, workload, connections): [LoadResult per run]} and peak RSS per server."""
+    config = builtins_config(options)
+    cache = options.work / "cache-load"
+    # Compile once up front: start-up is its own scenario, and a compile's
+    # memory would otherwise show as the first run's peak RSS.
+    Server("warm-up", options.build.wasmhook, False, options.work, config, cache).start().stop()
+    results: dict = {}
+    peak_rss: dict = {"wasmhook": [], "baseline": []}
+    for run in range(options.runs):
+        for label, binary, baseline in (
+            ("wasmhook", options.build.wasmhook, False),
+            ("baseline", options.build.baseline, True),
+        ):
+            server = Server(label, binary, baseline, options.work, config, cache).start()
+            try:
+                for workload in options.workloads:
+                    check_answer(server, workload, baseline)
+                    drive(server, workload, 16, options.warmup_seconds)
+                    for connections in options.connections:
+                        result = drive(server, workload, connections, options.seconds)
+                        results.setdefault((label, workload.name, connections), []).append(result)
+                        print(
+                            f"   run {run + 1} {label:8} {workload.name:18} c={connections:<3} "
+                            f"{result.reviews_per_s:9.0f} reviews/s  p99 {result.latency_us['p99'] / 1000:6.2f} ms  "
+                            f"{result.cpu_us_per_review:6.1f} µs CPU/review",
+                            flush=True,
+                        )
+                peak_rss[label].append(server.memory_kib("VmHWM"))
+            finally:
+                server.stop()
+    return {"results": results, "peak_rss": peak_rss}
+
+
+def startup_scenario(options: Options) -> dict:
+    """Time to ready and RSS, cold and warm, for the built-ins and for N copies."""
+    sets = {
+        "built-in policies (2)": builtins_config(options),
+        f"{options.copies} copies of headless-service": policy_set(
+            options.work / "copies.yaml",
+            [builtin_entry(f"copy-{index:03}", "headless-service") for index in range(options.copies)],
+        ),
+    }
+    measured: dict = {}
+    for run in range(options.runs):
+        for name, config in sets.items():
+            cache = options.work / f"cache-startup-{run}-{len(measured)}"
+            for cache_state in ("cold", "warm"):
+                server = Server("wasmhook", options.build.wasmhook, False, options.work, config, cache).start()
+                rss = server.memory_kib("VmRSS")
+                server.stop()
+                measured.setdefault((name, cache_state), []).append((server.ready_seconds, rss))
+                print(f"   run {run + 1} {name:30} {cache_state}: ready in {server.ready_seconds * 1000:7.0f} ms, RSS {rss / 1024:6.1f} MiB", flush=True)
+    return measured
+
+
+def hostile_scenario(options: Options) -> dict:
+    """A healthy policy's throughput alone, then while `hostile` loops into its timeout."""
+    config = policy_set(
+        options.work / "hostile.yaml",
+        [builtin_entry("headless-service", "headless-service"), HOSTILE_ENTRY.format(module=options.build.misbehaving_policy)],
+    )
+    workload = options.workloads[0]
+    hostile_body = REVIEWS / workload.fixture
+    measured: dict = {"alone": [], "neighbour": [], "hostile": []}
+    for run in range(options.runs):
+        server = Server("wasmhook", options.build.wasmhook, False, options.work, config, options.work / "cache-hostile").start()
+        try:
+            check_answer(server, workload, False)
+            answer = server.post("hostile", hostile_body.read_bytes())["response"]
+            if not answer.get("allowed") or not any("timed out" in warning for warning in answer.get("warnings", [])):
+                raise BenchError(f"the hostile policy's review was not allowed with a timeout warning: {answer}")
+            drive(server, workload, 16, options.warmup_seconds)
+            alone = drive(server, workload, 16, options.seconds)
+            hostile = start_wrk(server.url("hostile"), hostile_body, 16, options.seconds + 2)
+            time.sleep(1)
+            with_neighbour = drive(server, workload, 16, options.seconds)
+            hostile_summary = wrk_summary(hostile, options.seconds + 2)
+            if sum(hostile_summary["errors"].values()):
+                raise BenchError(f"hostile reviews failed at the HTTP level: {hostile_summary['errors']}")
+            measured["alone"].append(alone)
+            measured["neighbour"].append(with_neighbour)
+            measured["hostile"].append(hostile_summary)
+            print(
+                f"   run {run + 1} healthy alone {alone.reviews_per_s:8.0f} reviews/s, beside the hostile policy "
+                f"{with_neighbour.reviews_per_s:8.0f} reviews/s; hostile answered {hostile_summary['requests']} "
+                f"(p50 {hostile_summary['latency_us']['p50'] / 1000:.0f} ms)",
+                flush=True,
+            )
+        finally:
+            server.stop()
+    return measured
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> list[str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return [
+        f"- CPU: {os.cpu_count()} × {model}",
+        f"- Kernel: {platform.release()}; {rustc}; {wrk_version}",
+    ]
+
+
+def med(values) -> float:
+    return statistics.median(values)
+
+
+def load_report(load: dict, options: Options) -> list[str]:
+    results = load["results"]
+    lines = []
+    for workload in options.workloads:
+        lines += [
+            f"#### {workload.name}: {workload.what} → `/mutate/{workload.policy}`",
+            "",
+            "| connections | wasmhook reviews/s | baseline reviews/s | wasmhook / baseline | wasmhook p50 / p90 / p99 / p99.9 (ms) | baseline p99 (ms) | CPU µs/review wasmhook | baseline | Wasm path (difference) |",
+            "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for connections in options.connections:
+            ours = results[("wasmhook", workload.name, connections)]
+            base = results[("baseline", workload.name, connections)]
+            ratio = med(o.reviews_per_s / b.reviews_per_s for o, b in zip(ours, base))
+            difference = med(o.cpu_us_per_review - b.cpu_us_per_review for o, b in zip(ours, base))
+            percentiles = " / ".join(f"{med(o.latency_us[p] for o in ours) / 1000:.2f}" for p in ("p50", "p90", "p99", "p999"))
+            lines.append(
+                f"| {connections} | {med(o.reviews_per_s for o in ours):,.0f} | {med(b.reviews_per_s for b in base):,.0f} | "
+                f"{ratio:.2f} | {percentiles} | {med(b.latency_us['p99'] for b in base) / 1000:.2f} | "
+                f"{med(o.cpu_us_per_review for o in ours):.0f} | {med(b.cpu_us_per_review for b in base):.0f} | {difference:.0f} |"
+            )
+        peer = PEER.get(workload.name)
+        if peer and 16 in options.connections:
+            ours16 = med(o.reviews_per_s for o in results[("wasmhook", workload.name, 16)])
+            lines += [
+                "",
+                f"Target at 16 connections: ≥ {TARGET_SPEEDUP_OVER_PEER}× the peer's {peer['reviews_per_s']:,} reviews/s "
+                f"= {TARGET_SPEEDUP_OVER_PEER * peer['reviews_per_s']:,}; measured {ours16:,.0f} "
+                f"({ours16 / peer['reviews_per_s']:.1f}× the peer). The peer spends ~{peer['cpu_us']} µs of CPU per review.",
+            ]
+        lines.append("")
+    rss = load["peak_rss"]
+    lines += [
+        f"Peak RSS over a whole run: wasmhook {med(rss['wasmhook']) / 1024:.1f} MiB, baseline {med(rss['baseline']) / 1024:.1f} MiB.",
+        f"Target for the Wasm path (instantiate + evaluate + patch): ≤ {TARGET_WASM_PATH_CPU_US} µs of CPU per review.",
+        "",
+    ]
+    return lines
+
+
+def startup_report(startup: dict) -> list[str]:
+    lines = [
+        "| policy set | compile cache | time to ready (ms) | RSS when ready (MiB) |",
+        "|---|---|---:|---:|",
+    ]
+    for (name, cache_state), samples in startup.items():
+        lines.append(
+            f"| {name} | {cache_state} | {med(s[0] for s in samples) * 1000:.0f} | {med(s[1] for s in samples) / 1024:.1f} |"
+        )
+    return lines + [""]
+
+
+def hostile_report(hostile: dict) -> list[str]:
+    alone = med(r.reviews_per_s for r in hostile["alone"])
+    beside = med(r.reviews_per_s for r in hostile["neighbour"])
+    drop = med(1 - n.reviews_per_s / a.reviews_per_s for a, n in zip(hostile["alone"], hostile["neighbour"]))
+    hostile_rate = med(h["requests"] / (h["duration_us"] / 1e6) for h in hostile["hostile"])
+    hostile_p50 = med(h["latency_us"]["p50"] for h in hostile["hostile"]) / 1000
+    return [
+        "| healthy policy | reviews/s | p99 (ms) |",
+        "|---|---:|---:|",
+        f"| alone | {alone:,.0f} | {med(r.latency_us['p99'] for r in hostile['alone']) / 1000:.2f} |",
+        f"| beside the hostile policy | {beside:,.0f} | {med(r.latency_us['p99'] for r in hostile['neighbour']) / 1000:.2f} |",
+        "",
+        f"Throughput drop: {drop * 100:.0f} %. The hostile policy (an endless loop, timeout 100 ms, failurePolicy Ignore) "
+        f"was answered {hostile_rate:,.0f} times/s at 16 connections, p50 {hostile_p50:.0f} ms, every answer an allowed review with a warning.",
+        "",
+    ]
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="repetitions of each scenario (default 3)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each measured load (default 10)")
+    parser.add_argument("--connections", default="1,16,64", help="keep-alive connections, comma-separated")
+    parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS), help="which workloads")
+    parser.add_argument("--copies", type=int, default=100, help="policies in the many-copies start-up case")
+    parser.add_argument("--scenarios", default="load,startup,hostile", help="which scenarios")
+    parser.add_argument("--report", type=Path, default=ROOT / "target" / "bench" / "report.md")
+    parser.add_argument("--smoke", action="store_true", help="everything once, briefly, on the debug build (make test)")
+    args = parser.parse_args()
+
+    if args.smoke:
+        args.runs, args.seconds, args.connections, args.copies = 1, 1, "1,16", 5
+        args.workloads = WORKLOADS[0].name
+    by_name = {w.name: w for w in WORKLOADS}
+    try:
+        workloads = [by_name[name] for name in args.workloads.split(",")]
+    except KeyError as unknown:
+        parser.error(f"unknown workload {unknown}; known: {', '.join(by_name)}")
+    scenarios = args.scenarios.split(",")
+
+    try:
+        ensure_wrk()
+        build = cargo_build(release=not args.smoke)
+        (ROOT / "target" / "bench").mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT / "target" / "bench"))
+        options = Options(
+            runs=args.runs,
+            seconds=args.seconds,
+            warmup_seconds=max(1.0, args.seconds / 5),
+            connections=[int(c) for c in args.connections.split(",")],
+            workloads=workloads,
+            copies=args.copies,
+            build=build,
+            work=work,
+        )
+        report = ["# wasmhook load benchmark", "", *machine(), f"- Build: {'debug (smoke run)' if args.smoke else 'release'}; runs: {args.runs}; {args.seconds:g} s per measurement", ""]
+        if "load" in scenarios:
+            print("== load: wasmhook and the baseline, same load, same run", flush=True)
+            report += ["### Load", "", *load_report(load_scenario(options), options)]
+        if "startup" in scenarios:
+            print("== startup", flush=True)
+            report += ["### Startup", "", *startup_report(startup_scenario(options))]
+        if "hostile" in scenarios:
+            print("== hostile neighbour", flush=True)
+            report += ["### Hostile neighbour (16 connections each)", "", *hostile_report(hostile_scenario(options))]
+    except BenchError as error:
+        print(f"benchmark failed: {error}", file=sys.stderr)
+        return 1
+    text = "\n".join(report)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

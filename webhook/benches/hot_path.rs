@@ -1,0 +1,141 @@
+//! The in-process cost of one admission review, piece by piece: parsing the
+//! review, instantiating a policy, evaluating it, computing the patch, and
+//! encoding the answer — on the recorded fixtures, with the built-in policies
+//! compiled exactly as the server runs them.
+//!
+//! `cargo bench -p wasmhook --bench hot_path` measures; `cargo test` runs
+//! every benchmark once so they cannot rot. BENCHMARKS.md has the figures.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits, PolicyInstance};
+use wasmhook::policy::Enforcement;
+use wasmhook::response::decide;
+use wasmhook::review::AdmissionInput;
+
+/// The reviews measured: (policy, fixture, what the policy does with it).
+const CASES: [(&str, &str, &str); 4] = [
+    // The recorded 2.6 KB Service review a peer's figures are quoted for.
+    ("headless-service", "mutating-create-service-dry-svc.json", "allow-unselected"),
+    ("headless-service", "mutating-create-service-sample-headless.json", "allow-typed"),
+    ("headless-service", "crafted-mutating-create-service-db-headless.json", "mutate"),
+    ("statefulset-service-name", "mutating-create-statefulset-mysql.json", "mutate"),
+];
+
+struct Case {
+    id: String,
+    policy: CompiledPolicy,
+    review: Vec<u8>,
+    input: AdmissionInput,
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/admission-reviews").join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
+}
+
+fn cases(engine: &Engine) -> Vec<Case> {
+    CASES
+        .iter()
+        .map(|&(policy_name, fixture_name, what)| {
+            let wasm = wasmhook_policy_artifacts::builtin(policy_name).expect("a built-in policy").wasm;
+            let policy = engine
+                .load(policy_name, wasm, "null", Limits::default())
+                .unwrap_or_else(|error| panic!("{error}"));
+            let review = fixture(fixture_name);
+            let input = AdmissionInput::from_review(&review).expect("a valid review");
+            Case {
+                id: format!("{policy_name}/{what}"),
+                policy,
+                review,
+                input,
+            }
+        })
+        .collect()
+}
+
+fn instantiate<'p>(runtime: &tokio::runtime::Runtime, policy: &'p CompiledPolicy) -> PolicyInstance<'p> {
+    runtime
+        .block_on(policy.instantiate(None))
+        .map_err(|failure| failure.to_string())
+        .expect("instantiates")
+}
+
+fn hot_path(c: &mut Criterion) {
+    let engine = Engine::new(EngineConfig::default()).expect("an engine");
+    let cases = cases(&engine);
+    // Evaluations are futures; the server polls them on its workers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+
+    let mut group = c.benchmark_group("review");
+    for case in &cases {
+        // Everything the server does for a review but HTTP and TLS.
+        group.bench_function(format!("{}/whole", case.id), |b| {
+            b.iter(|| {
+                let input = AdmissionInput::from_review(black_box(&case.review)).expect("a valid review");
+                let evaluated = runtime.block_on(case.policy.evaluate(input.request_json(), None));
+                let decision = decide(case.policy.name(), Enforcement::default(), &input, evaluated);
+                serde_json::to_vec(&decision.response.into_review()).expect("serializes")
+            })
+        });
+        // Instantiation alone (the store drop is not timed). One instance at
+        // a time: each holds an evaluation slot, as in the server.
+        group.bench_function(format!("{}/instantiate", case.id), |b| {
+            b.iter_batched(
+                || (),
+                |()| instantiate(&runtime, &case.policy),
+                BatchSize::PerIteration,
+            )
+        });
+        // Evaluation alone, in a fresh instance each time.
+        group.bench_function(format!("{}/evaluate", case.id), |b| {
+            b.iter_batched(
+                || instantiate(&runtime, &case.policy),
+                |mut instance| {
+                    let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
+                    (instance, verdict)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        // From the verdict to the encoded answer: patch, verification, JSON.
+        let verdict = case
+            .policy
+            .evaluate_blocking(case.input.request_json(), None)
+            .expect("evaluates");
+        group.bench_function(format!("{}/respond", case.id), |b| {
+            b.iter(|| {
+                let decision = decide(case.policy.name(), Enforcement::default(), &case.input, Ok(verdict.clone()));
+                serde_json::to_vec(&decision.response.into_review()).expect("serializes")
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("host");
+    for case in cases.iter().filter(|case| case.id.ends_with("/mutate")) {
+        let verdict = case
+            .policy
+            .evaluate_blocking(case.input.request_json(), None)
+            .expect("evaluates");
+        let mutated = verdict.mutated_object.expect("a mutation");
+        let original = case.input.object_json().expect("an object");
+        group.bench_function(format!("patch/{}", case.id), |b| {
+            b.iter(|| wasmhook::patch::compute(black_box(original), black_box(&mutated)).expect("a patch"))
+        });
+    }
+    for case in &cases {
+        group.bench_function(format!("parse-review/{}", case.id), |b| {
+            b.iter(|| AdmissionInput::from_review(black_box(&case.review)).expect("a valid review"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);
