@@ -63,7 +63,7 @@ fn an_endless_loop_times_out_close_to_its_limit() {
     let timeout = Duration::from_millis(150);
     let policy = misbehaving(&engine, "loop", limits(timeout));
     let started = Instant::now();
-    let failure = policy.evaluate(REQUEST, None).unwrap_err();
+    let failure = policy.evaluate_blocking(REQUEST, None).unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(failure, PolicyFailure::Timeout(timeout));
     assert!(elapsed >= timeout, "cut off early, after {elapsed:?}");
@@ -81,7 +81,7 @@ fn the_callers_budget_shortens_the_timeout() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "loop", limits(Duration::from_secs(10)));
     let started = Instant::now();
-    let failure = policy.evaluate(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+    let failure = policy.evaluate_blocking(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
     assert_eq!(failure, PolicyFailure::Timeout(Duration::from_millis(50)));
     assert!(started.elapsed() < Duration::from_secs(1));
 }
@@ -91,7 +91,7 @@ fn unbounded_allocation_hits_the_memory_limit() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "allocate", limits(Duration::from_secs(5)));
     assert_eq!(
-        policy.evaluate(REQUEST, None).unwrap_err(),
+        policy.evaluate_blocking(REQUEST, None).unwrap_err(),
         PolicyFailure::OutOfMemory { limit: 32 << 20 }
     );
 }
@@ -100,7 +100,7 @@ fn unbounded_allocation_hits_the_memory_limit() {
 fn a_panic_is_a_trap_with_the_panic_message() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "panic", limits(Duration::from_secs(2)));
-    match policy.evaluate(REQUEST, None).unwrap_err() {
+    match policy.evaluate_blocking(REQUEST, None).unwrap_err() {
         PolicyFailure::Trap { message } => {
             assert!(message.contains("panicked at"), "{message}");
             assert!(
@@ -112,7 +112,7 @@ fn a_panic_is_a_trap_with_the_panic_message() {
     }
     // A trapped instance is discarded: the next call gets a fresh one.
     assert!(matches!(
-        policy.evaluate(REQUEST, None),
+        policy.evaluate_blocking(REQUEST, None),
         Err(PolicyFailure::Trap { .. })
     ));
 }
@@ -122,7 +122,7 @@ fn a_policy_error_is_reported_as_such() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "error", limits(Duration::from_secs(2)));
     assert_eq!(
-        policy.evaluate(REQUEST, None).unwrap_err(),
+        policy.evaluate_blocking(REQUEST, None).unwrap_err(),
         PolicyFailure::PolicyError {
             message: "deliberate policy error".into()
         }
@@ -142,7 +142,7 @@ fn invalid_outputs_are_refused() {
             behaviour,
             Enforcement::default(),
             &input(),
-            policy.evaluate(REQUEST, None),
+            policy.evaluate_blocking(REQUEST, None),
         );
         assert_eq!(
             decision.outcome,
@@ -161,7 +161,7 @@ fn invalid_outputs_are_refused() {
 fn a_round_trip_through_generic_json_is_no_patch() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "echo", limits(Duration::from_secs(2)));
-    let verdict = policy.evaluate(REQUEST, None).unwrap();
+    let verdict = policy.evaluate_blocking(REQUEST, None).unwrap();
     assert!(verdict.mutated_object.is_some(), "the policy did return the object");
     let decision = decide("echo", Enforcement::default(), &input(), Ok(verdict));
     assert_eq!(decision.outcome, Outcome::Allowed);
@@ -176,7 +176,7 @@ fn the_headless_patch_holds_exactly_the_intended_operations() {
         "headless-service",
         Enforcement::default(),
         &input(),
-        policy.evaluate(REQUEST, None),
+        policy.evaluate_blocking(REQUEST, None),
     );
     assert_eq!(decision.outcome, Outcome::Mutated);
     let patch = serde_json::to_value(&decision.mutation.unwrap().patch).unwrap();
@@ -194,7 +194,7 @@ fn every_call_gets_a_fresh_instance() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "count", limits(Duration::from_secs(2)));
     for _ in 0..3 {
-        assert_eq!(policy.evaluate(REQUEST, None).unwrap().warnings, ["call 1"]);
+        assert_eq!(policy.evaluate_blocking(REQUEST, None).unwrap().warnings, ["call 1"]);
     }
 }
 
@@ -202,7 +202,7 @@ fn every_call_gets_a_fresh_instance() {
 fn the_sandbox_grants_nothing() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "probe-wasi", limits(Duration::from_secs(2)));
-    let warnings = policy.evaluate(REQUEST, None).unwrap().warnings;
+    let warnings = policy.evaluate_blocking(REQUEST, None).unwrap().warnings;
     assert!(warnings[0].starts_with("files: denied"), "{warnings:?}");
     assert_eq!(warnings[1], "environment: 0 variables");
     assert_eq!(warnings[2], "arguments: 0");
@@ -235,7 +235,7 @@ fn a_stdout_flood_is_logged_capped_and_does_not_fail() {
         .with_max_level(tracing::Level::INFO)
         .with_ansi(false)
         .finish();
-    let verdict = tracing::subscriber::with_default(subscriber, || policy.evaluate(REQUEST, None)).unwrap();
+    let verdict = tracing::subscriber::with_default(subscriber, || policy.evaluate_blocking(REQUEST, None)).unwrap();
     assert!(verdict.allowed);
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
@@ -290,11 +290,11 @@ fn healthy_policies_keep_serving_while_others_spin() {
     let healthy = builtin(&engine, "headless-service");
     std::thread::scope(|scope| {
         let spinners: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .map(|_| scope.spawn(|| spinner.evaluate_blocking(REQUEST, None)))
             .collect();
         std::thread::sleep(Duration::from_millis(50));
         for _ in 0..50 {
-            let verdict = healthy.evaluate(REQUEST, None).expect("the healthy policy answers");
+            let verdict = healthy.evaluate_blocking(REQUEST, None).expect("the healthy policy answers");
             assert!(verdict.allowed && verdict.mutated_object.is_some());
         }
         for spinner in spinners {
@@ -315,11 +315,11 @@ fn a_full_pool_is_a_typed_overload_not_a_hang() {
     let healthy = builtin(&engine, "headless-service");
     std::thread::scope(|scope| {
         let spinners: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .map(|_| scope.spawn(|| spinner.evaluate_blocking(REQUEST, None)))
             .collect();
         std::thread::sleep(Duration::from_millis(100));
         let started = Instant::now();
-        let failure = healthy.evaluate(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+        let failure = healthy.evaluate_blocking(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
         assert!(
             matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }),
             "{failure:?}"
@@ -329,7 +329,7 @@ fn a_full_pool_is_a_typed_overload_not_a_hang() {
             spinner.join().unwrap().unwrap_err();
         }
     });
-    assert!(healthy.evaluate(REQUEST, None).is_ok(), "slots are released");
+    assert!(healthy.evaluate_blocking(REQUEST, None).is_ok(), "slots are released");
 }
 
 #[test]
@@ -340,15 +340,15 @@ fn a_policy_flooded_with_hanging_requests_cannot_take_every_slot() {
     let healthy = builtin(&engine, "headless-service");
     std::thread::scope(|scope| {
         let running: Vec<_> = (0..2)
-            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, None)))
+            .map(|_| scope.spawn(|| spinner.evaluate_blocking(REQUEST, None)))
             .collect();
         std::thread::sleep(Duration::from_millis(100));
         let waiting: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| spinner.evaluate(REQUEST, Some(Duration::from_millis(200)))))
+            .map(|_| scope.spawn(|| spinner.evaluate_blocking(REQUEST, Some(Duration::from_millis(200)))))
             .collect();
         for _ in 0..20 {
             healthy
-                .evaluate(REQUEST, Some(Duration::from_millis(500)))
+                .evaluate_blocking(REQUEST, Some(Duration::from_millis(500)))
                 .expect("the healthy policy still gets slots");
         }
         for waiter in waiting {
@@ -370,7 +370,7 @@ fn short_evaluations_are_never_cut_off_by_a_tick() {
     let policy = builtin(&engine, "headless-service");
     for _ in 0..100 {
         policy
-            .evaluate(REQUEST, Some(Duration::from_millis(250)))
+            .evaluate_blocking(REQUEST, Some(Duration::from_millis(250)))
             .expect("a quick evaluation completes");
     }
 }
@@ -394,7 +394,7 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
     let second = load(&Engine::new(config()).unwrap());
     assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
-    assert!(second.evaluate(REQUEST, None).unwrap().mutated_object.is_some());
+    assert!(second.evaluate_blocking(REQUEST, None).unwrap().mutated_object.is_some());
 
     let entry = std::fs::read_dir(cache.path())
         .unwrap()
@@ -408,6 +408,6 @@ fn the_compile_cache_is_used_and_survives_corruption() {
 
     let rebuilt = load(&Engine::new(config()).unwrap());
     assert_eq!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt);
-    assert!(rebuilt.evaluate(REQUEST, None).unwrap().mutated_object.is_some());
+    assert!(rebuilt.evaluate_blocking(REQUEST, None).unwrap().mutated_object.is_some());
     assert_eq!(load(&Engine::new(config()).unwrap()).cache_outcome(), CacheOutcome::Hit);
 }

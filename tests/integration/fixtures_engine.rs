@@ -70,7 +70,7 @@ fn every_case_in_mutate_mode() {
     for case in cases() {
         let label = case.label();
         let input = input(&case);
-        let evaluated = policies.get(&case).evaluate(input.request_json(), None);
+        let evaluated = policies.get(&case).evaluate_blocking(input.request_json(), None);
         let decision = decide(&case.policy, Enforcement::default(), &input, evaluated);
         let response = &decision.response;
         assert_eq!(response.uid, input.uid(), "{label}");
@@ -107,7 +107,7 @@ fn every_case_in_validate_mode() {
     for case in cases() {
         let label = case.label();
         let input = input(&case);
-        let evaluated = policies.get(&case).evaluate(input.request_json(), None);
+        let evaluated = policies.get(&case).evaluate_blocking(input.request_json(), None);
         let decision = decide(&case.policy, validate, &input, evaluated);
         let response = &decision.response;
         assert!(response.patch.is_none(), "{label}: validate mode never patches");
