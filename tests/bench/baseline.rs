@@ -6,6 +6,10 @@
 //! `wasmhook` with the same load in the same run, so the ratio between the
 //! two is what the Wasm policies cost. It is built only here, never shipped.
 
+/// The allocator `wasmhook` uses, so the two differ only in the policies.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     wasmhook::cli::baseline_main()
 }

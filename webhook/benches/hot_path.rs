@@ -15,6 +15,10 @@ use wasmhook::policy::Enforcement;
 use wasmhook::response::decide;
 use wasmhook::review::AdmissionInput;
 
+/// The allocator the `wasmhook` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The reviews measured: (policy, fixture, what the policy does with it).
 const CASES: [(&str, &str, &str); 4] = [
     // The recorded 2.6 KB Service review a peer's figures are quoted for.

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmhook_policy::k8s_openapi::api::core::v1::Service;
+use wasmhook_policy::k8s_openapi::api::core::v1::ServiceSpec;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector};
 
@@ -103,15 +103,19 @@ impl Policy for HeadlessService {
         {
             return Ok(Verdict::allow());
         }
-        let Some(service) = request.object::<Service>()? else {
+        if request.object_json().is_none() {
             return Ok(Verdict::allow());
-        };
-        let name = service.metadata.name.as_deref().or(request.name()).unwrap_or_default();
-        let Some(reason) = selection_reason(name, service.metadata.labels.as_ref(), settings) else {
+        }
+        // Only the parts this policy reads are deserialized (not managed
+        // fields, status or annotations): the cheapest way through a review.
+        let name = request.object_at::<String>("/metadata/name")?;
+        let name = name.as_deref().or(request.name()).unwrap_or_default();
+        let labels = request.object_labels()?;
+        let Some(reason) = selection_reason(name, &labels, settings) else {
             return Ok(Verdict::allow());
         };
         let display = display_name(request.namespace(), name);
-        let spec = service.spec.clone().unwrap_or_default();
+        let spec: ServiceSpec = request.object_at("/spec")?.unwrap_or_default();
 
         let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
         match service_type {
@@ -126,10 +130,10 @@ impl Policy for HeadlessService {
             }
         }
 
-        let concrete_ip = concrete_cluster_ip(&service).or_else(|| {
+        let concrete_ip = concrete_cluster_ip(&spec).or_else(|| {
             // An UPDATE that omits the cluster IP keeps the allocated one.
             (request.operation() == Operation::Update)
-                .then(|| request.old_object::<Service>().ok().flatten())
+                .then(|| request.old_object_at::<ServiceSpec>("/spec").ok().flatten())
                 .flatten()
                 .and_then(|old| concrete_cluster_ip(&old))
         });
@@ -172,7 +176,7 @@ impl Policy for HeadlessService {
 wasmhook_policy::export_policy!(HeadlessService);
 
 /// Why a Service is selected, for messages; `None` when it is not.
-fn selection_reason(name: &str, labels: Option<&BTreeMap<String, String>>, settings: &Settings) -> Option<String> {
+fn selection_reason(name: &str, labels: &BTreeMap<String, String>, settings: &Settings) -> Option<String> {
     if let Some(suffix) = settings
         .name_suffixes
         .iter()
@@ -187,28 +191,25 @@ fn selection_reason(name: &str, labels: Option<&BTreeMap<String, String>>, setti
     {
         return Some(format!("its name starts with {prefix:?}"));
     }
-    let empty = BTreeMap::new();
     settings
         .selector
         .as_ref()
-        .filter(|label_selector| selector::matches(label_selector, labels.unwrap_or(&empty)))
+        .filter(|label_selector| selector::matches(label_selector, labels))
         .map(|_| "its labels match the headless selector".to_owned())
 }
 
 /// Whether the old version of an updated Service was of type ExternalName.
 fn was_external_name(request: &Request<'_>) -> bool {
     request
-        .old_object::<Service>()
+        .old_object_at::<String>("/spec/type")
         .ok()
         .flatten()
-        .and_then(|old| old.spec?.type_)
         .as_deref()
         == Some("ExternalName")
 }
 
 /// The first cluster IP that is an address (not `None`, not empty).
-fn concrete_cluster_ip(service: &Service) -> Option<String> {
-    let spec = service.spec.as_ref()?;
+fn concrete_cluster_ip(spec: &ServiceSpec) -> Option<String> {
     spec.cluster_ip
         .iter()
         .chain(spec.cluster_ips.iter().flatten())

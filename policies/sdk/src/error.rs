@@ -13,8 +13,9 @@ pub enum PolicyError {
     /// The request's object (or old object) does not have the expected shape.
     #[error("cannot read {what} as {target}: {source}")]
     InvalidObject {
-        /// Which part of the request: `object` or `oldObject`.
-        what: &'static str,
+        /// Which part of the request: `object` or `oldObject`, and the
+        /// pointer within it when only a part was read (`object at /spec`).
+        what: String,
         /// The type it was read as.
         target: &'static str,
         /// The deserializer's message, with line and column.

@@ -43,6 +43,7 @@
 //! intended operations.
 
 pub mod object;
+mod pointer;
 pub mod request;
 pub mod selector;
 pub mod settings;

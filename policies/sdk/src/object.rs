@@ -24,7 +24,7 @@ impl Object {
     /// Parses an object from JSON. The document must be a JSON object.
     pub fn from_json(json: &str) -> Result<Self, PolicyError> {
         let document: Value = serde_json::from_str(json).map_err(|source| PolicyError::InvalidObject {
-            what: "object",
+            what: "object".into(),
             target: "a JSON document",
             source,
         })?;
@@ -134,7 +134,7 @@ impl Object {
     {
         let mut typed: T =
             serde_json::from_value(self.document.clone()).map_err(|source| PolicyError::InvalidObject {
-                what: "object",
+                what: "object".into(),
                 target: std::any::type_name::<T>(),
                 source,
             })?;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::{Object, PolicyError};
+use crate::{Object, PolicyError, pointer};
 
 /// The operation an admission request is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -182,20 +182,27 @@ impl<'a> Request<'a> {
         deserialize_part("oldObject", self.old_object)
     }
 
+    /// The part of the object at `pointer` (RFC 6901: `/spec`,
+    /// `/metadata/labels`, `/spec/ports/0`), deserialized as `T`; `None` when
+    /// the object, or that part of it, is absent or `null`.
+    ///
+    /// Only that part is deserialized: serde skips the rest of the object in
+    /// place. A policy that needs a few fields of a large object (managed
+    /// fields, status, a pod template) pays for those fields only — for a
+    /// recorded Service, reading `/spec` this way costs a fraction of reading
+    /// the whole `Service`.
+    pub fn object_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, PolicyError> {
+        deserialize_at("object", self.object, pointer)
+    }
+
+    /// [`Request::object_at`] for the old object.
+    pub fn old_object_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, PolicyError> {
+        deserialize_at("oldObject", self.old_object, pointer)
+    }
+
     /// The object's labels, read without deserializing the rest of it.
     pub fn object_labels(&self) -> Result<BTreeMap<String, String>, PolicyError> {
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Meta {
-            labels: Option<BTreeMap<String, String>>,
-        }
-        #[derive(Deserialize, Default)]
-        #[serde(default)]
-        struct Labelled {
-            metadata: Meta,
-        }
-        let labelled: Option<Labelled> = deserialize_part("object", self.object)?;
-        Ok(labelled.and_then(|l| l.metadata.labels).unwrap_or_default())
+        Ok(self.object_at("/metadata/labels")?.unwrap_or_default())
     }
 
     /// The object as an editable JSON document, for a mutating verdict.
@@ -227,14 +234,30 @@ impl<'a> Request<'a> {
 }
 
 fn deserialize_part<T: DeserializeOwned>(what: &'static str, raw: Option<&RawValue>) -> Result<Option<T>, PolicyError> {
-    raw.map(|raw| {
-        serde_json::from_str(raw.get()).map_err(|source| PolicyError::InvalidObject {
-            what,
-            target: std::any::type_name::<T>(),
-            source,
-        })
-    })
-    .transpose()
+    deserialize_at(what, raw, "")
+}
+
+fn deserialize_at<T: DeserializeOwned>(
+    what: &'static str,
+    raw: Option<&RawValue>,
+    pointer: &str,
+) -> Result<Option<T>, PolicyError> {
+    let invalid = |source| PolicyError::InvalidObject {
+        what: if pointer.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what} at {pointer}")
+        },
+        target: std::any::type_name::<T>(),
+        source,
+    };
+    let Some(part) = raw.map(|raw| pointer::find(raw, pointer)).transpose().map_err(invalid)?.flatten() else {
+        return Ok(None);
+    };
+    if part.get() == "null" {
+        return Ok(None);
+    }
+    serde_json::from_str(part.get()).map(Some).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -277,6 +300,19 @@ mod tests {
         assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
         assert_eq!(request.object_labels().unwrap()["app"], "web");
         assert!(request.old_object::<Service>().unwrap().is_none());
+    }
+
+    #[test]
+    fn parts_of_objects_are_read_by_pointer() {
+        use k8s_openapi::api::core::v1::ServiceSpec;
+        let request = Request::parse(CREATE).unwrap();
+        let spec: ServiceSpec = request.object_at("/spec").unwrap().unwrap();
+        assert_eq!(spec.ports.unwrap()[0].port, 80);
+        assert_eq!(request.object_at::<i32>("/spec/ports/0/port").unwrap(), Some(80));
+        assert_eq!(request.object_at::<String>("/status/loadBalancer").unwrap(), None);
+        assert_eq!(request.old_object_at::<ServiceSpec>("/spec").unwrap(), None);
+        let error = request.object_at::<bool>("/spec/ports").unwrap_err().to_string();
+        assert!(error.starts_with("cannot read object at /spec/ports as bool:"), "{error}");
     }
 
     #[test]

@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmhook_policy::k8s_openapi::api::apps::v1::StatefulSet;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector, validation};
 
@@ -79,36 +78,31 @@ impl Policy for StatefulSetServiceName {
         if settings.skip_namespaces.iter().any(|skip| skip == namespace) {
             return Ok(Verdict::allow());
         }
-        let Some(statefulset) = request.object::<StatefulSet>()? else {
+        if request.object_json().is_none() {
             return Ok(Verdict::allow());
-        };
-        let name = statefulset
-            .metadata
-            .name
-            .as_deref()
-            .or(request.name())
-            .unwrap_or_default();
+        }
+        // Four small parts, not the whole StatefulSet: its pod template is
+        // most of the object and this policy reads only its labels.
+        let name = request.object_at::<String>("/metadata/name")?;
+        let name = name.as_deref().or(request.name()).unwrap_or_default();
         let display = if namespace.is_empty() {
             name.to_owned()
         } else {
             format!("{namespace}/{name}")
         };
-        let spec = statefulset.spec.unwrap_or_default();
+        let selector: LabelSelector = request.object_at("/spec/selector")?.unwrap_or_default();
+        let template_labels: BTreeMap<String, String> =
+            request.object_at("/spec/template/metadata/labels")?.unwrap_or_default();
+        let service_name = request.object_at::<String>("/spec/serviceName")?;
 
-        let template_labels = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|metadata| metadata.labels.clone())
-            .unwrap_or_default();
-        if let Some(mismatch) = selector_mismatch(&spec.selector, &template_labels) {
+        if let Some(mismatch) = selector_mismatch(&selector, &template_labels) {
             return Ok(Verdict::deny(format!(
                 "StatefulSet {display}: spec.selector does not match spec.template.metadata.labels: {mismatch}. \
                  The selector must select the pods the template creates."
             )));
         }
 
-        let mut verdict = match spec.service_name.as_deref().filter(|service| !service.is_empty()) {
+        let mut verdict = match service_name.as_deref().filter(|service| !service.is_empty()) {
             Some(service_name) => match validation::dns1035_label(service_name) {
                 Ok(()) => Verdict::allow(),
                 Err(reason) => {

@@ -184,7 +184,10 @@ async fn review(
             })
             .inc();
     }
-    tracing::info!(
+    // Debug, not info: one line per review cost ~5 µs of CPU (a fifth of
+    // the HTTP path); the metrics count every review, and failures and
+    // monitor-mode findings are logged at warn/info where they are decided.
+    tracing::debug!(
         uid = input.uid(),
         policy = %policy_name,
         mode = mode.as_str(),
