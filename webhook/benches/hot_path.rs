@@ -20,7 +20,10 @@ use wasmhook::review::AdmissionInput;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The reviews measured: (policy, fixture, what the policy does with it).
-const CASES: [(&str, &str, &str); 4] = [
+/// `floor` is a test policy that allows without reading the request: the
+/// fixed cost of a call (instance, canonical-ABI copy of the request, exit).
+const CASES: [(&str, &str, &str); 5] = [
+    ("floor", "mutating-create-service-dry-svc.json", "allow-unread"),
     // The recorded 2.6 KB Service review a peer's figures are quoted for.
     ("headless-service", "mutating-create-service-dry-svc.json", "allow-unselected"),
     ("headless-service", "mutating-create-service-sample-headless.json", "allow-typed"),
@@ -44,9 +47,15 @@ fn cases(engine: &Engine) -> Vec<Case> {
     CASES
         .iter()
         .map(|&(policy_name, fixture_name, what)| {
-            let wasm = wasmhook_policy_artifacts::builtin(policy_name).expect("a built-in policy").wasm;
+            let (wasm, settings) = match wasmhook_policy_artifacts::builtin(policy_name) {
+                Some(builtin) => (builtin.wasm.to_vec(), "null"),
+                None => (
+                    std::fs::read(wasmhook_policy_artifacts::MISBEHAVING_POLICY_PATH).expect("the test policy"),
+                    r#"{"behaviour":"allow"}"#,
+                ),
+            };
             let policy = engine
-                .load(policy_name, wasm, "null", Limits::default())
+                .load(policy_name, &wasm, settings, Limits::default())
                 .unwrap_or_else(|error| panic!("{error}"));
             let review = fixture(fixture_name);
             let input = AdmissionInput::from_review(&review).expect("a valid review");

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::api::core::v1::ServiceSpec;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector};
+use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, selector};
 
 /// The label that marks a Service as headless under the default settings.
 pub const HEADLESS_LABEL: &str = "wasmhook.dev/headless";
@@ -103,19 +103,14 @@ impl Policy for HeadlessService {
         {
             return Ok(Verdict::allow());
         }
-        if request.object_json().is_none() {
+        let Some(ServiceView { metadata, spec }) = request.object()? else {
             return Ok(Verdict::allow());
-        }
-        // Only the parts this policy reads are deserialized (not managed
-        // fields, status or annotations): the cheapest way through a review.
-        let name = request.object_at::<String>("/metadata/name")?;
-        let name = name.as_deref().or(request.name()).unwrap_or_default();
-        let labels = request.object_labels()?;
-        let Some(reason) = selection_reason(name, &labels, settings) else {
+        };
+        let name = metadata.name.as_deref().or(request.name()).unwrap_or_default();
+        let Some(reason) = selection_reason(name, &metadata.labels, settings) else {
             return Ok(Verdict::allow());
         };
         let display = display_name(request.namespace(), name);
-        let spec: ServiceSpec = request.object_at("/spec")?.unwrap_or_default();
 
         let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
         match service_type {
@@ -174,6 +169,15 @@ impl Policy for HeadlessService {
 }
 
 wasmhook_policy::export_policy!(HeadlessService);
+
+/// The parts of a Service this policy reads, deserialized in one pass:
+/// managed fields, annotations and status are skipped, not allocated.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ServiceView {
+    metadata: Metadata,
+    spec: ServiceSpec,
+}
 
 /// Why a Service is selected, for messages; `None` when it is not.
 fn selection_reason(name: &str, labels: &BTreeMap<String, String>, settings: &Settings) -> Option<String> {

@@ -50,6 +50,7 @@ pub mod settings;
 pub mod testing;
 pub mod validation;
 pub mod verdict;
+pub mod view;
 
 mod error;
 #[doc(hidden)]
@@ -59,6 +60,7 @@ pub use error::PolicyError;
 pub use object::Object;
 pub use request::{Operation, Request};
 pub use verdict::Verdict;
+pub use view::Metadata;
 
 /// Kubernetes API types, re-exported so policies use the same versions as the SDK.
 pub use k8s_openapi;

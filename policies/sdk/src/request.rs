@@ -186,11 +186,12 @@ impl<'a> Request<'a> {
     /// `/metadata/labels`, `/spec/ports/0`), deserialized as `T`; `None` when
     /// the object, or that part of it, is absent or `null`.
     ///
-    /// Only that part is deserialized: serde skips the rest of the object in
-    /// place. A policy that needs a few fields of a large object (managed
-    /// fields, status, a pod template) pays for those fields only — for a
-    /// recorded Service, reading `/spec` this way costs a fraction of reading
-    /// the whole `Service`.
+    /// Only that part is deserialized; serde skips the rest in place. For one
+    /// part this is cheaper than the whole object (a recorded Service's
+    /// `/spec`: less than half the cost of the whole `Service`). Each call
+    /// scans the object again, so to read several fields deserialize one
+    /// narrow struct of just those fields with [`Request::object`] instead
+    /// (see [`Metadata`](crate::Metadata)): one pass, nothing else allocated.
     pub fn object_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, PolicyError> {
         deserialize_at("object", self.object, pointer)
     }
@@ -201,6 +202,7 @@ impl<'a> Request<'a> {
     }
 
     /// The object's labels, read without deserializing the rest of it.
+    /// (To read labels and other fields, use one narrow view instead.)
     pub fn object_labels(&self) -> Result<BTreeMap<String, String>, PolicyError> {
         Ok(self.object_at("/metadata/labels")?.unwrap_or_default())
     }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, selector, validation};
+use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, selector, validation};
 
 /// Longest StatefulSet name whose pods can be created: the pods'
 /// `controller-revision-hash` label is the name plus an 11-character hash
@@ -78,22 +78,17 @@ impl Policy for StatefulSetServiceName {
         if settings.skip_namespaces.iter().any(|skip| skip == namespace) {
             return Ok(Verdict::allow());
         }
-        if request.object_json().is_none() {
+        let Some(StatefulSetView { metadata, spec }) = request.object()? else {
             return Ok(Verdict::allow());
-        }
-        // Four small parts, not the whole StatefulSet: its pod template is
-        // most of the object and this policy reads only its labels.
-        let name = request.object_at::<String>("/metadata/name")?;
-        let name = name.as_deref().or(request.name()).unwrap_or_default();
+        };
+        let name = metadata.name.as_deref().or(request.name()).unwrap_or_default();
         let display = if namespace.is_empty() {
             name.to_owned()
         } else {
             format!("{namespace}/{name}")
         };
-        let selector: LabelSelector = request.object_at("/spec/selector")?.unwrap_or_default();
-        let template_labels: BTreeMap<String, String> =
-            request.object_at("/spec/template/metadata/labels")?.unwrap_or_default();
-        let service_name = request.object_at::<String>("/spec/serviceName")?;
+        let (selector, template_labels, service_name) =
+            (spec.selector, spec.template.metadata.labels, spec.service_name);
 
         if let Some(mismatch) = selector_mismatch(&selector, &template_labels) {
             return Ok(Verdict::deny(format!(
@@ -145,6 +140,30 @@ impl Policy for StatefulSetServiceName {
 }
 
 wasmhook_policy::export_policy!(StatefulSetServiceName);
+
+/// The parts of a StatefulSet this policy reads, deserialized in one pass:
+/// the pod template's spec (most of the object), managed fields and status
+/// are skipped, not allocated.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct StatefulSetView {
+    metadata: Metadata,
+    spec: SpecView,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SpecView {
+    selector: LabelSelector,
+    service_name: Option<String>,
+    template: TemplateView,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TemplateView {
+    metadata: Metadata,
+}
 
 /// Renders the service-name template.
 fn render(template: &str, name: &str, namespace: &str) -> Result<String, String> {
