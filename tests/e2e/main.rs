@@ -180,3 +180,45 @@ fn sighup_reloads_the_policy_set() {
     }
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
+
+/// A free loopback port (bound by the OS, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn sigterm_the_moment_the_server_is_reachable_still_shuts_it_down_gracefully() {
+    // The load benchmark found it: signal handlers installed after binding
+    // left a window in which SIGTERM killed the server (default action).
+    for _ in 0..5 {
+        let state = tempfile::tempdir().unwrap();
+        let health = format!("127.0.0.1:{}", free_port());
+        let mut child = Command::new(BINARY)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--no-cache",
+                "--health-listen",
+                &health,
+            ])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the wasmhook binary starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(&health).is_err() {
+            assert!(child.try_wait().unwrap().is_none(), "wasmhook exited before it served");
+            assert!(Instant::now() < deadline, "wasmhook never bound {health}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let status = terminate(&mut child);
+        assert_eq!(status.code(), Some(0), "{status:?}");
+    }
+}

@@ -81,7 +81,9 @@ fn the_callers_budget_shortens_the_timeout() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "loop", limits(Duration::from_secs(10)));
     let started = Instant::now();
-    let failure = policy.evaluate_blocking(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+    let failure = policy
+        .evaluate_blocking(REQUEST, Some(Duration::from_millis(50)))
+        .unwrap_err();
     assert_eq!(failure, PolicyFailure::Timeout(Duration::from_millis(50)));
     assert!(started.elapsed() < Duration::from_secs(1));
 }
@@ -294,7 +296,9 @@ fn healthy_policies_keep_serving_while_others_spin() {
             .collect();
         std::thread::sleep(Duration::from_millis(50));
         for _ in 0..50 {
-            let verdict = healthy.evaluate_blocking(REQUEST, None).expect("the healthy policy answers");
+            let verdict = healthy
+                .evaluate_blocking(REQUEST, None)
+                .expect("the healthy policy answers");
             assert!(verdict.allowed && verdict.mutated_object.is_some());
         }
         for spinner in spinners {
@@ -319,7 +323,9 @@ fn a_full_pool_is_a_typed_overload_not_a_hang() {
             .collect();
         std::thread::sleep(Duration::from_millis(100));
         let started = Instant::now();
-        let failure = healthy.evaluate_blocking(REQUEST, Some(Duration::from_millis(50))).unwrap_err();
+        let failure = healthy
+            .evaluate_blocking(REQUEST, Some(Duration::from_millis(50)))
+            .unwrap_err();
         assert!(
             matches!(failure, PolicyFailure::Overloaded { slots: 2, .. }),
             "{failure:?}"
@@ -394,7 +400,13 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     assert_eq!(first.cache_outcome(), CacheOutcome::Miss);
     let second = load(&Engine::new(config()).unwrap());
     assert_eq!(second.cache_outcome(), CacheOutcome::Hit);
-    assert!(second.evaluate_blocking(REQUEST, None).unwrap().mutated_object.is_some());
+    assert!(
+        second
+            .evaluate_blocking(REQUEST, None)
+            .unwrap()
+            .mutated_object
+            .is_some()
+    );
 
     let entry = std::fs::read_dir(cache.path())
         .unwrap()
@@ -408,6 +420,12 @@ fn the_compile_cache_is_used_and_survives_corruption() {
 
     let rebuilt = load(&Engine::new(config()).unwrap());
     assert_eq!(rebuilt.cache_outcome(), CacheOutcome::Rebuilt);
-    assert!(rebuilt.evaluate_blocking(REQUEST, None).unwrap().mutated_object.is_some());
+    assert!(
+        rebuilt
+            .evaluate_blocking(REQUEST, None)
+            .unwrap()
+            .mutated_object
+            .is_some()
+    );
     assert_eq!(load(&Engine::new(config()).unwrap()).cache_outcome(), CacheOutcome::Hit);
 }

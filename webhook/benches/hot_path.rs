@@ -25,10 +25,26 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CASES: [(&str, &str, &str); 5] = [
     ("floor", "mutating-create-service-dry-svc.json", "allow-unread"),
     // The recorded 2.6 KB Service review a peer's figures are quoted for.
-    ("headless-service", "mutating-create-service-dry-svc.json", "allow-unselected"),
-    ("headless-service", "mutating-create-service-sample-headless.json", "allow-typed"),
-    ("headless-service", "crafted-mutating-create-service-db-headless.json", "mutate"),
-    ("statefulset-service-name", "mutating-create-statefulset-mysql.json", "mutate"),
+    (
+        "headless-service",
+        "mutating-create-service-dry-svc.json",
+        "allow-unselected",
+    ),
+    (
+        "headless-service",
+        "mutating-create-service-sample-headless.json",
+        "allow-typed",
+    ),
+    (
+        "headless-service",
+        "crafted-mutating-create-service-db-headless.json",
+        "mutate",
+    ),
+    (
+        "statefulset-service-name",
+        "mutating-create-statefulset-mysql.json",
+        "mutate",
+    ),
 ];
 
 struct Case {
@@ -39,7 +55,9 @@ struct Case {
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/admission-reviews").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/admission-reviews")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
 
@@ -99,11 +117,7 @@ fn hot_path(c: &mut Criterion) {
         // Instantiation alone (the store drop is not timed). One instance at
         // a time: each holds an evaluation slot, as in the server.
         group.bench_function(format!("{}/instantiate", case.id), |b| {
-            b.iter_batched(
-                || (),
-                |()| instantiate(&runtime, &case.policy),
-                BatchSize::PerIteration,
-            )
+            b.iter_batched(|| (), |()| instantiate(&runtime, &case.policy), BatchSize::PerIteration)
         });
         // Evaluation alone, in a fresh instance each time.
         group.bench_function(format!("{}/evaluate", case.id), |b| {
@@ -123,7 +137,12 @@ fn hot_path(c: &mut Criterion) {
             .expect("evaluates");
         group.bench_function(format!("{}/respond", case.id), |b| {
             b.iter(|| {
-                let decision = decide(case.policy.name(), Enforcement::default(), &case.input, Ok(verdict.clone()));
+                let decision = decide(
+                    case.policy.name(),
+                    Enforcement::default(),
+                    &case.input,
+                    Ok(verdict.clone()),
+                );
                 serde_json::to_vec(&decision.response.into_review()).expect("serializes")
             })
         });

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use kube::core::admission::Operation;
 use serde_json::json;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::EXIT_USAGE;
 use crate::engine::EngineConfig;
@@ -207,6 +208,13 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         evaluator,
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            let _ = writeln!(err, "error: cannot install the signal handlers: {error}");
+            return EXIT_USAGE;
+        }
+    };
     let server = match RunningServer::start(server_config).await {
         Ok(server) => server,
         Err(error) => {
@@ -217,27 +225,37 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
     if let Some(ca) = dev_ca {
         let _ = print_dev_hints(out, &server, &ca, &state_dir);
     }
-    wait_for_signals(&server).await;
+    signals.serve_until_stopped(&server).await;
     server.shutdown().await;
     0
 }
 
-/// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
-async fn wait_for_signals(server: &RunningServer) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot install signal handlers; serving until killed");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); return; }
-            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully"); return; }
-            _ = hangup.recv() => { tracing::info!("SIGHUP: reloading the policy set"); server.reload_policies().await; }
+/// The signals `serve` handles. They are registered before the server binds:
+/// a SIGTERM that arrives the moment the server is reachable must shut it
+/// down gracefully, not kill it with the default action.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
+    async fn serve_until_stopped(mut self, server: &RunningServer) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); return; }
+                _ = self.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully"); return; }
+                _ = self.hangup.recv() => { tracing::info!("SIGHUP: reloading the policy set"); server.reload_policies().await; }
+            }
         }
     }
 }

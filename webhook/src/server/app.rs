@@ -17,8 +17,8 @@ use crate::engine::Verdict;
 use crate::policy::Mode;
 use crate::response::decide;
 use crate::review::{AdmissionInput, operation_name};
-use crate::server::metrics::{FailureLabels, Metrics, PolicyLabels, ReviewLabels};
 use crate::server::Evaluator;
+use crate::server::metrics::{FailureLabels, Metrics, PolicyLabels, ReviewLabels};
 use crate::server::registry::PolicyStore;
 
 /// What the handlers share.
