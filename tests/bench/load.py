@@ -415,8 +415,8 @@ def startup_scenario(options: Options) -> dict:
     }
     measured: dict = {}
     for run in range(options.runs):
-        for name, config in sets.items():
-            cache = options.work / f"cache-startup-{run}-{len(measured)}"
+        for index, (name, config) in enumerate(sets.items()):
+            cache = options.work / f"cache-startup-{run}-{index}"
             for cache_state in ("cold", "warm"):
                 server = Server("wasmhook", options.build.wasmhook, False, options.work, config, cache).start()
                 rss = server.memory_kib("VmRSS")
