@@ -204,12 +204,7 @@ fn selection_reason(name: &str, labels: &BTreeMap<String, String>, settings: &Se
 
 /// Whether the old version of an updated Service was of type ExternalName.
 fn was_external_name(request: &Request<'_>) -> bool {
-    request
-        .old_object_at::<String>("/spec/type")
-        .ok()
-        .flatten()
-        .as_deref()
-        == Some("ExternalName")
+    request.old_object_at::<String>("/spec/type").ok().flatten().as_deref() == Some("ExternalName")
 }
 
 /// The first cluster IP that is an address (not `None`, not empty).

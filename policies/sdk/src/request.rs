@@ -253,7 +253,12 @@ fn deserialize_at<T: DeserializeOwned>(
         target: std::any::type_name::<T>(),
         source,
     };
-    let Some(part) = raw.map(|raw| pointer::find(raw, pointer)).transpose().map_err(invalid)?.flatten() else {
+    let Some(part) = raw
+        .map(|raw| pointer::find(raw, pointer))
+        .transpose()
+        .map_err(invalid)?
+        .flatten()
+    else {
         return Ok(None);
     };
     if part.get() == "null" {
@@ -314,7 +319,10 @@ mod tests {
         assert_eq!(request.object_at::<String>("/status/loadBalancer").unwrap(), None);
         assert_eq!(request.old_object_at::<ServiceSpec>("/spec").unwrap(), None);
         let error = request.object_at::<bool>("/spec/ports").unwrap_err().to_string();
-        assert!(error.starts_with("cannot read object at /spec/ports as bool:"), "{error}");
+        assert!(
+            error.starts_with("cannot read object at /spec/ports as bool:"),
+            "{error}"
+        );
     }
 
     #[test]
