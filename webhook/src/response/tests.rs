@@ -17,14 +17,7 @@ fn input() -> AdmissionInput {
 }
 
 fn verdict() -> Verdict {
-    Verdict {
-        allowed: true,
-        message: None,
-        code: None,
-        mutated_object: None,
-        warnings: Vec::new(),
-        audit_annotations: Vec::new(),
-    }
+    Verdict::allow()
 }
 
 fn mutating() -> Verdict {
