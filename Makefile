@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build test bench lint fmt clippy doc run clean
+.PHONY: all setup build test soak fuzz bench lint fmt clippy doc run clean
 
 all: build
 
@@ -16,10 +16,27 @@ setup:
 build: setup
 	$(CARGO) build --workspace
 
-## test: every unit, integration and end-to-end test, and every benchmark once (no timing)
+## test: every unit, integration and end-to-end test, every benchmark once (no
+## timing), and a 20-second soak
 test: setup
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
+	$(CARGO) build --workspace --bins
+	$(CARGO) run --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration 20s
+
+## soak: sustained mixed load with faults against a release build
+## (SOAK_DURATION=10m by default; report in target/soak/)
+SOAK_DURATION ?= 10m
+soak: setup
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration $(SOAK_DURATION)
+
+## fuzz: each cargo-fuzz target for FUZZ_SECONDS (default 300); a crash is kept
+## in tests/fuzz/regressions/ and replayed by `make test` from then on (needs a
+## nightly toolchain; installs cargo-fuzz into target/tools/; report in target/fuzz/)
+FUZZ_SECONDS ?= 300
+fuzz: setup
+	python3 tests/fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 ## bench: the in-process benchmarks (criterion), then the end-to-end load
 ## benchmark on a release build (installs wrk if missing; report in target/bench/)

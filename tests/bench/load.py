@@ -133,9 +133,7 @@ def cargo_build(release: bool) -> Build:
     run in `make test` rebuilds nothing); the release build is the servers'.
     """
     if release:
-        # --benches too: the same features as `cargo bench`, so the two
-        # share one build instead of rebuilding each other.
-        command = ["cargo", "build", "--workspace", "--bins", "--benches", "--release"]
+        command = ["cargo", "build", "--workspace", "--bins", "--release"]
     else:
         command = ["cargo", "test", "--workspace", "--no-run"]
     command.append("--message-format=json-render-diagnostics")

@@ -8,6 +8,9 @@
 //! loads both so that every test — native policy tests, the server's engine,
 //! end-to-end HTTP tests — checks the same expectations the same way.
 
+pub mod certs;
+pub mod fuzz;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -126,28 +129,78 @@ impl Case {
     /// Checks an outcome's allowed flag, message and warnings against this
     /// case, panicking with the case's label and note on a mismatch.
     pub fn assert_outcome(&self, allowed: bool, message: Option<&str>, warnings: &[String]) {
-        let label = self.label();
-        assert_eq!(
-            allowed, self.allowed,
-            "{label}: allowed is {allowed}, expected {} ({}); message: {message:?}",
-            self.allowed, self.note
-        );
-        if let Some(expected) = &self.message_contains {
-            let actual = message.unwrap_or_else(|| panic!("{label}: no message, expected one containing {expected:?}"));
-            assert!(
-                actual.contains(expected.as_str()),
-                "{label}: message {actual:?} lacks {expected:?}"
-            );
+        if let Err(problem) = self.check_outcome(allowed, message, warnings) {
+            panic!("{problem}");
         }
-        if self.warnings_contain.is_empty() {
-            assert!(warnings.is_empty(), "{label}: unexpected warnings {warnings:?}");
+    }
+
+    /// Checks an outcome's allowed flag, message and warnings against this
+    /// case; the error names the case and says what differs.
+    pub fn check_outcome(&self, allowed: bool, message: Option<&str>, warnings: &[String]) -> Result<(), String> {
+        let label = self.label();
+        if allowed != self.allowed {
+            return Err(format!(
+                "{label}: allowed is {allowed}, expected {} ({}); message: {message:?}",
+                self.allowed, self.note
+            ));
+        }
+        if let Some(expected) = &self.message_contains {
+            let Some(actual) = message else {
+                return Err(format!("{label}: no message, expected one containing {expected:?}"));
+            };
+            if !actual.contains(expected.as_str()) {
+                return Err(format!("{label}: message {actual:?} lacks {expected:?}"));
+            }
+        }
+        if self.warnings_contain.is_empty() && !warnings.is_empty() {
+            return Err(format!("{label}: unexpected warnings {warnings:?}"));
         }
         for expected in &self.warnings_contain {
-            assert!(
-                warnings.iter().any(|warning| warning.contains(expected.as_str())),
-                "{label}: no warning contains {expected:?}; warnings: {warnings:?}"
-            );
+            if !warnings.iter().any(|warning| warning.contains(expected.as_str())) {
+                return Err(format!(
+                    "{label}: no warning contains {expected:?}; warnings: {warnings:?}"
+                ));
+            }
         }
+        Ok(())
+    }
+
+    /// Checks a whole AdmissionReview answer (`{"response": …}`) from a
+    /// mutating endpoint against this case: the outcome, and the JSON Patch
+    /// (base64 in `response.patch`) exactly.
+    pub fn check_answer(&self, answer: &Value) -> Result<(), String> {
+        let response = &answer["response"];
+        let Some(allowed) = response["allowed"].as_bool() else {
+            return Err(format!("{}: the answer has no `allowed`: {answer}", self.label()));
+        };
+        let message = response["status"]["message"].as_str();
+        let warnings: Vec<String> = response["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|warning| warning.as_str().map(str::to_owned))
+            .collect();
+        self.check_outcome(allowed, message, &warnings)?;
+        let patch = match response["patch"].as_str() {
+            None => json_patch::Patch(Vec::new()),
+            Some(encoded) => {
+                use base64::Engine as _;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map_err(|error| format!("{}: the patch is not base64: {error}", self.label()))?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|error| format!("{}: the patch is not a JSON Patch: {error}", self.label()))?
+            }
+        };
+        if patch != self.patch {
+            return Err(format!(
+                "{}: the patch is {}, expected {}",
+                self.label(),
+                serde_json::to_string(&patch).unwrap_or_default(),
+                serde_json::to_string(&self.patch).unwrap_or_default()
+            ));
+        }
+        Ok(())
     }
 }
 

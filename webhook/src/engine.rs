@@ -12,7 +12,9 @@
 //! Evaluations are futures run by the server's own async workers: no thread
 //! hand-off per review (which cost more than the evaluation itself). A guest
 //! yields to the executor every epoch tick, so a policy that loops until its
-//! timeout shares its worker instead of blocking it. Callers without a
+//! timeout shares its worker instead of blocking it, and evaluations that run
+//! for more than a few milliseconds together get at most a bounded number of
+//! cores (`pacer`), so they never starve quick ones. Callers without a
 //! runtime (the `eval` command, tests, policy loading) use the `_blocking`
 //! forms.
 
@@ -21,6 +23,7 @@ mod cache;
 mod failure;
 mod gate;
 mod host;
+mod pacer;
 mod ticker;
 
 use std::path::PathBuf;
@@ -28,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
 
 pub use bindings::Verdict;
 pub use cache::{CacheOutcome, sha256_hex};
@@ -37,6 +40,7 @@ pub use failure::PolicyFailure;
 use bindings::PolicyPre;
 use gate::Gate;
 use host::{HostState, MemoryLimitExceeded};
+use pacer::LongRunning;
 use ticker::EpochTicker;
 
 /// Bytes of each pooled memory (and table) kept resident between instances:
@@ -70,6 +74,11 @@ pub struct EngineConfig {
     /// least one), so a policy that hangs until its timeout under load can
     /// never starve the others.
     pub max_concurrent_per_policy: Option<u32>,
+    /// How many evaluations still running after a few milliseconds may run at
+    /// once; the others wait, using no CPU. `None` means half the CPUs (at
+    /// least one), so evaluations that loop until their timeout always leave
+    /// quick ones a share of the cores.
+    pub max_long_running_evaluations: Option<u32>,
     /// The largest memory limit any policy may be configured with.
     pub max_memory_limit: usize,
     /// Where precompiled policies are cached; `None` disables the cache.
@@ -83,6 +92,7 @@ impl Default for EngineConfig {
         Self {
             max_concurrent_evaluations: 64,
             max_concurrent_per_policy: None,
+            max_long_running_evaluations: None,
             max_memory_limit: 1 << 30,
             cache_dir: None,
             output_limit: 16 << 10,
@@ -150,6 +160,7 @@ struct EngineInner {
     linker: Linker<HostState>,
     cache: cache::ArtifactCache,
     gate: Gate,
+    long_running: LongRunning,
     ticker: EpochTicker,
     config: EngineConfig,
 }
@@ -202,6 +213,10 @@ impl Engine {
                 cache: cache::ArtifactCache::new(config.cache_dir.clone(), &wasmtime),
                 ticker: EpochTicker::start(wasmtime.clone()),
                 gate: Gate::new(slots as usize),
+                long_running: LongRunning::new(config.max_long_running_evaluations.map_or_else(
+                    || std::thread::available_parallelism().map_or(1, |cpus| cpus.get() / 2),
+                    |capacity| capacity as usize,
+                )),
                 linker,
                 wasmtime,
                 config,
@@ -212,6 +227,16 @@ impl Engine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// How many evaluations may run at once.
+    pub fn evaluation_slots(&self) -> usize {
+        self.inner.gate.capacity()
+    }
+
+    /// How many evaluations past their first milliseconds may run at once.
+    pub fn long_running_slots(&self) -> usize {
+        self.inner.long_running.capacity()
     }
 
     /// Compiles (or loads from the cache) a policy component, links it, and
@@ -387,15 +412,11 @@ impl CompiledPolicy {
         let mut store = Store::new(&engine.wasmtime, state);
         store.limiter(|state| &mut state.limiter);
         // Every tick: stop at the deadline, else yield to the executor so
-        // other reviews on this worker go on.
+        // other reviews on this worker go on; past a short grace, only with a
+        // long-running permit (see `pacer`).
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        let mut pacer = engine.long_running.pacer(deadline);
+        store.epoch_deadline_callback(move |_| Ok(pacer.on_tick()));
         match self.inner.pre.instantiate_async(&mut store).await {
             Ok(bindings) => Ok(PolicyInstance {
                 store,

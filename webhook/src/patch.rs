@@ -133,6 +133,22 @@ mod tests {
     }
 
     #[test]
+    fn numbers_a_policy_did_not_touch_never_appear_in_the_patch() {
+        // A policy parses the object and serializes it back. Unless every
+        // number parses to exactly the value it was written from, the
+        // re-serialized text differs and the diff "changes" the number
+        // (found by the JSON Patch fuzz target).
+        let original = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"a","namespace":"n"},"spec":{"weights":[6.178787134922198e+305,-2.100185708997417e-194,0.1]}}"#;
+        let mut edited: Value = serde_json::from_str(original).unwrap();
+        edited["spec"]["clusterIP"] = json!("None");
+        let mutation = compute(original, &edited.to_string()).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&mutation.patch).unwrap(),
+            json!([{"op": "add", "path": "/spec/clusterIP", "value": "None"}])
+        );
+    }
+
+    #[test]
     fn invalid_outputs_are_refused_with_a_reason() {
         let reason = |mutated: &str| match compute(ORIGINAL, mutated).unwrap_err() {
             PolicyFailure::InvalidOutput { reason } => reason,

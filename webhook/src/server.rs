@@ -138,6 +138,11 @@ impl RunningServer {
     pub async fn start(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = Arc::new(Metrics::new());
         let engine = Engine::new(config.engine.clone()).map_err(|error| ServerError::Engine(format!("{error:#}")))?;
+        tracing::info!(
+            evaluation_slots = engine.evaluation_slots(),
+            long_running_slots = engine.long_running_slots(),
+            "policy engine ready"
+        );
         let store = {
             let metrics = metrics.clone();
             let source = config.policies.clone();
@@ -171,6 +176,7 @@ impl RunningServer {
                 Some(tls),
                 app::admission_router(state.clone()),
                 config.timeouts,
+                Some(metrics.clone()),
                 stopping.clone(),
             )),
             tokio::spawn(listener::serve(
@@ -178,6 +184,7 @@ impl RunningServer {
                 None,
                 app::health_router(state),
                 config.timeouts,
+                None,
                 stopping.clone(),
             )),
         ];

@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// so a policy that hangs under load cannot starve the others.
     #[arg(long, env = "WASMHOOK_MAX_CONCURRENT_PER_POLICY")]
     max_concurrent_per_policy: Option<u32>,
+    /// Evaluations still running after a few milliseconds that may run at once
+    /// [default: half the CPUs, at least 1]; the others wait without using CPU,
+    /// so policies that loop until their timeout cannot starve quick ones.
+    #[arg(long, env = "WASMHOOK_MAX_LONG_RUNNING_EVALUATIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_long_running_evaluations: Option<u32>,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "WASMHOOK_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
@@ -134,6 +139,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         no_cache,
         max_concurrent_evaluations,
         max_concurrent_per_policy,
+        max_long_running_evaluations,
         max_body_bytes,
         handshake_timeout,
         header_read_timeout,
@@ -191,6 +197,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         engine: EngineConfig {
             max_concurrent_evaluations,
             max_concurrent_per_policy,
+            max_long_running_evaluations,
             cache_dir: if no_cache {
                 None
             } else {

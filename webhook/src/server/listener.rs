@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::metrics::Metrics;
+
 /// Connection-level timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionTimeouts {
@@ -32,12 +34,14 @@ pub struct ConnectionTimeouts {
 }
 
 /// Serves `app` on `listener` until `shutdown` flips to true, then drains.
-/// With `tls`, connections are TLS; without, plain HTTP.
+/// With `tls`, connections are TLS; without, plain HTTP. Connections that end
+/// because of the client are counted in `metrics`, when given.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: Router,
     timeouts: ConnectionTimeouts,
+    metrics: Option<Arc<Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -75,7 +79,13 @@ pub async fn serve(
         let builder = builder.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
+            let count = |reason| {
+                if let Some(metrics) = &metrics {
+                    metrics.connection_error(reason);
+                }
+            };
             let service = TowerToHyperService::new(app);
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
@@ -85,10 +95,12 @@ pub async fn serve(
                     }
                     Ok(Err(error)) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed");
+                        count("tls_handshake_failed");
                         return;
                     }
                     Err(_) => {
                         tracing::debug!(%peer, "TLS handshake timed out");
+                        count("tls_handshake_timeout");
                         return;
                     }
                 },
@@ -98,7 +110,9 @@ pub async fn serve(
                 }
             };
             if let Err(error) = result {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+                let reason = connection_error_reason(&*error);
+                tracing::debug!(%peer, %error, reason, "connection ended with an error");
+                count(reason);
             }
         });
     }
@@ -107,6 +121,28 @@ pub async fn serve(
     tracing::debug!(scheme, "stopped accepting; draining connections");
     if tokio::time::timeout(timeouts.drain, graceful.shutdown()).await.is_err() {
         tracing::warn!(scheme, drain = ?timeouts.drain, "connections still open after the drain timeout; closing them");
+    }
+}
+
+/// A metric label for why a connection ended in an error.
+fn connection_error_reason(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut hyper_error = None;
+    let mut lost = false;
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(error) = error.downcast_ref::<hyper::Error>() {
+            hyper_error.get_or_insert(error);
+        }
+        lost |= error.downcast_ref::<std::io::Error>().is_some();
+        source = error.source();
+    }
+    match hyper_error {
+        Some(error) if error.is_timeout() => "header_timeout",
+        Some(error) if error.is_incomplete_message() => "incomplete_request",
+        Some(error) if error.is_parse() || error.is_parse_status() => "malformed_http",
+        // Reading or writing a connection the client has gone from.
+        _ if lost => "connection_lost",
+        _ => "other",
     }
 }
 

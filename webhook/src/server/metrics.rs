@@ -38,10 +38,10 @@ pub struct FailureLabels {
     pub kind: &'static str,
 }
 
-/// Labels of a rejected HTTP request.
+/// Labels of a rejected HTTP request or a connection error.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RejectionLabels {
-    /// Why it was rejected, such as `malformed_review` or `body_too_large`.
+    /// Why, such as `malformed_review`, `body_too_large` or `tls_handshake_timeout`.
     pub reason: &'static str,
 }
 
@@ -65,6 +65,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Requests rejected before evaluation.
     pub rejected: Family<RejectionLabels, Counter>,
+    /// Admission connections that ended because of the client, by reason.
+    pub connection_errors: Family<RejectionLabels, Counter>,
     /// Policy loads that failed (the previous version, if any, kept serving).
     pub policy_load_failures: Family<PolicyLabels, Counter>,
     /// Policy-set reloads.
@@ -94,6 +96,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let rejected = Family::<RejectionLabels, Counter>::default();
         let policy_load_failures = Family::<PolicyLabels, Counter>::default();
+        let connection_errors = Family::<RejectionLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
         let registrations = Family::<ResultLabels, Counter>::default();
@@ -113,6 +116,12 @@ impl Metrics {
             "rejected_requests",
             "Requests rejected before evaluation",
             rejected.clone(),
+        );
+        registry.register(
+            "connection_errors",
+            "Admission connections closed because of the client: failed or stalled TLS handshakes, \
+             header timeouts, requests cut off, malformed HTTP",
+            connection_errors.clone(),
         );
         registry.register(
             "policy_load_failures",
@@ -138,6 +147,7 @@ impl Metrics {
             in_flight,
             rejected,
             policy_load_failures,
+            connection_errors,
             config_reloads,
             certificate_reloads,
             registrations,
@@ -154,5 +164,10 @@ impl Metrics {
     /// Counts a rejected request.
     pub fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&RejectionLabels { reason }).inc();
+    }
+
+    /// Counts an admission connection closed because of the client.
+    pub fn connection_error(&self, reason: &'static str) {
+        self.connection_errors.get_or_create(&RejectionLabels { reason }).inc();
     }
 }
