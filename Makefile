@@ -17,10 +17,11 @@ build: setup
 	$(CARGO) build --workspace
 
 ## test: every unit, integration and end-to-end test, every benchmark once (no
-## timing), and a 20-second soak
+## timing), the policies' own test suites (wasmhook test), and a 20-second soak
 test: setup
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
+	$(CARGO) run --quiet --bin wasmhook -- test policies
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration 20s
 

@@ -42,6 +42,10 @@ const POLICIES: &[Policy] = &[
 
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "policy";
+/// Builds the policies with another rustup toolchain than the outer build's:
+/// cargo-fuzz builds the host with nightly, whose Wasm target may not be
+/// installable, while the policies only need the project's stable one.
+const TOOLCHAIN_VARIABLE: &str = "WASMHOOK_POLICY_TOOLCHAIN";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -58,15 +62,31 @@ fn main() {
     for policy in POLICIES {
         println!("cargo:rerun-if-changed={}", workspace.join(policy.dir).display());
     }
+    println!("cargo:rerun-if-env-changed={TOOLCHAIN_VARIABLE}");
 
     ensure_target_installed();
     build(&workspace, &target_dir);
     write_index(&out_dir, &target_dir);
 }
 
+/// `tool` (`rustc`, `cargo`) of the toolchain the policies are built with.
+fn tool(name: &str, outer: &str) -> Command {
+    match env::var(TOOLCHAIN_VARIABLE) {
+        Ok(toolchain) if !toolchain.is_empty() => {
+            let mut command = Command::new("rustup");
+            command.args(["run", &toolchain, name]);
+            // The outer build's tools belong to the outer toolchain.
+            for variable in ["RUSTUP_TOOLCHAIN", "RUSTC", "CARGO", "RUSTDOC"] {
+                command.env_remove(variable);
+            }
+            command
+        }
+        _ => Command::new(env::var_os(outer).unwrap_or_else(|| name.into())),
+    }
+}
+
 fn ensure_target_installed() {
-    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let libdir = Command::new(rustc)
+    let libdir = tool("rustc", "RUSTC")
         .args(["--print", "target-libdir", "--target", TARGET])
         .output()
         .expect("cannot run rustc");
@@ -90,8 +110,7 @@ fn has_std(libdir: &str) -> bool {
 }
 
 fn build(workspace: &Path, target_dir: &Path) {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = tool("cargo", "CARGO");
     command
         .current_dir(workspace)
         .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])

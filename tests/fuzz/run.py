@@ -9,13 +9,16 @@ tests/fuzz/regressions/<target>/, where `cargo test` replays it from then on
 (tests/integration/fuzz_regressions.rs), and fails the run.
 
 cargo-fuzz needs a nightly toolchain (for the sanitizer flags) and is
-installed, pinned, into target/tools/ on first use. The report is written to
-target/fuzz/report.md.
+installed, pinned, into target/tools/ on first use. The policy components the
+targets load are still built with the project's own toolchain
+(WASMHOOK_POLICY_TOOLCHAIN), whose wasm32-wasip2 target `make` installs. The
+report is written to target/fuzz/report.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -54,6 +57,13 @@ def cargo_fuzz() -> Path:
     return binary
 
 
+def fuzz_environment() -> dict:
+    """The environment for cargo-fuzz: the policies are built with the
+    toolchain `cargo` uses in the project, not with nightly."""
+    shown = subprocess.run(["rustup", "show", "active-toolchain"], cwd=ROOT, capture_output=True, text=True, check=True)
+    return dict(os.environ, WASMHOOK_POLICY_TOOLCHAIN=shown.stdout.split()[0])
+
+
 def run(target: str, seconds: int, binary: Path) -> dict:
     corpus = WORK / "corpus" / target
     corpus.mkdir(parents=True, exist_ok=True)
@@ -71,7 +81,12 @@ def run(target: str, seconds: int, binary: Path) -> dict:
     print(f"== {target}: {seconds} s", flush=True)
     started = time.monotonic()
     done = subprocess.run(
-        ["rustup", "run", "nightly", *command], cwd=ROOT, stderr=subprocess.PIPE, text=True, errors="replace"
+        ["rustup", "run", "nightly", *command],
+        cwd=ROOT,
+        env=fuzz_environment(),
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
     )
     sys.stderr.write(done.stderr[-4000:])
     executions = re.search(r"stat::number_of_executed_units:\s*(\d+)", done.stderr)
@@ -99,8 +114,16 @@ def main() -> int:
     if subprocess.run(["rustup", "run", "nightly", "rustc", "--version"], capture_output=True).returncode != 0:
         print("make fuzz needs a nightly toolchain: rustup toolchain install nightly", file=sys.stderr)
         return 2
-    subprocess.run(["rustup", "+nightly", "target", "add", "wasm32-wasip2"], check=True)
     binary = cargo_fuzz()
+    print("== building the fuzz targets (nightly, coverage-instrumented)", flush=True)
+    built = subprocess.run(
+        ["rustup", "run", "nightly", str(binary), "fuzz", "build", "--fuzz-dir", str(FUZZ_DIR)],
+        cwd=ROOT,
+        env=fuzz_environment(),
+    )
+    if built.returncode != 0:
+        print("building the fuzz targets failed (see above)", file=sys.stderr)
+        return 1
     results = [run(target, options.seconds, binary) for target in options.targets.split(",")]
 
     lines = ["# wasmhook fuzzing", "", "| target | seconds | executions | corpus | crashes |", "|---|---:|---:|---:|---:|"]

@@ -10,6 +10,7 @@ mod fuzz_regressions;
 mod harness;
 mod hostile_policies;
 mod native_policies;
+mod policy_suites;
 mod registration_cli;
 mod self_registration;
 mod server_http;

@@ -4,6 +4,7 @@ mod certs;
 mod eval;
 mod manifests;
 mod serve;
+mod test;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -29,6 +30,8 @@ pub struct Cli {
 enum Command {
     /// Evaluate a policy on one request, locally: the policy author's inner loop.
     Eval(eval::EvalArgs),
+    /// Run declarative policy test suites (*.test.yaml files or directories of them).
+    Test(test::TestArgs),
     /// Run the admission server.
     Serve(Box<serve::ServeArgs>),
     /// Print the webhook configurations that register a policy set with the API server.
@@ -76,6 +79,10 @@ where
         Command::Eval(args) => {
             init_logging(cli.log_format, "warn");
             eval::run(args, out, err)
+        }
+        Command::Test(args) => {
+            init_logging(cli.log_format, "warn");
+            test::run(args, out, err)
         }
         Command::Serve(args) => {
             init_logging(cli.log_format, "info");

@@ -12,6 +12,7 @@
 //! - [`server`]: the HTTPS admission server (`wasmhook serve`);
 //! - [`registration`]: the webhook configurations and certificates that
 //!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
+//! - [`testsuite`]: declarative policy test suites (`wasmhook test`);
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
 pub mod builtin;
@@ -26,4 +27,5 @@ pub mod registration;
 pub mod response;
 pub mod review;
 pub mod server;
+pub mod testsuite;
 pub mod tls;
