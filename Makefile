@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build test soak fuzz bench lint fmt clippy doc run clean
+.PHONY: all setup build examples test soak fuzz bench lint fmt clippy doc run clean
 
 all: build
 
@@ -16,9 +16,14 @@ setup:
 build: setup
 	$(CARGO) build --workspace
 
+## examples: the Python and JavaScript example policies, built into components
+## (installs the pinned componentize-py, jco and componentize-js into target/policy-tools/)
+examples:
+	python3 policies/examples/build.py
+
 ## test: every unit, integration and end-to-end test, every benchmark once (no
 ## timing), the policies' own test suites (wasmhook test), and a 20-second soak
-test: setup
+test: setup examples
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
 	$(CARGO) run --quiet --bin wasmhook -- test policies

@@ -429,3 +429,37 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     );
     assert_eq!(load(&Engine::new(config()).unwrap()).cache_outcome(), CacheOutcome::Hit);
 }
+
+#[test]
+fn policies_of_the_same_module_share_its_component_but_not_their_settings() {
+    let engine = engine(4);
+    let wasm = std::fs::read(MISBEHAVING_POLICY_PATH).expect("the misbehaving policy is built");
+    let load = |name: &str, behaviour: &str| {
+        let settings = json!({ "behaviour": behaviour }).to_string();
+        engine.load(name, &wasm, &settings, limits(Duration::from_secs(2)))
+    };
+    let first = load("first", "count").unwrap();
+    assert_ne!(first.cache_outcome(), CacheOutcome::Shared);
+    let second = load("second", "error").unwrap();
+    assert_eq!(
+        second.cache_outcome(),
+        CacheOutcome::Shared,
+        "the same bytes are not loaded twice"
+    );
+
+    // Each keeps its own settings: one counts, the other fails.
+    let verdict = first.evaluate_blocking(REQUEST, None).unwrap();
+    assert_eq!(verdict.warnings, ["call 1"]);
+    assert!(matches!(
+        second.evaluate_blocking(REQUEST, None),
+        Err(PolicyFailure::PolicyError { .. })
+    ));
+    // A shared component still runs each policy's settings check.
+    let Err(rejected) = load("third", "reject-settings") else {
+        panic!("settings the policy rejects must not load");
+    };
+    assert!(
+        matches!(rejected, LoadError::Settings { ref policy, .. } if policy == "third"),
+        "{rejected}"
+    );
+}

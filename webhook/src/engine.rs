@@ -47,6 +47,9 @@ use ticker::EpochTicker;
 /// covers a Rust policy's stack, data and heap (the stack ends at 1 MiB).
 const KEEP_RESIDENT: usize = 2 << 20;
 
+/// Distinct modules whose linked components are kept for sharing.
+const MAX_SHARED_MODULES: usize = 64;
+
 /// Limits one policy runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -158,6 +161,9 @@ pub struct Engine {
 struct EngineInner {
     wasmtime: wasmtime::Engine,
     linker: Linker<HostState>,
+    /// Linked components by module sha256, shared by every policy of the
+    /// same module (100 copies of a policy cost one component's memory).
+    linked: std::sync::Mutex<std::collections::HashMap<String, PolicyPre<HostState>>>,
     cache: cache::ArtifactCache,
     gate: Gate,
     long_running: LongRunning,
@@ -213,6 +219,7 @@ impl Engine {
                 cache: cache::ArtifactCache::new(config.cache_dir.clone(), &wasmtime),
                 ticker: EpochTicker::start(wasmtime.clone()),
                 gate: Gate::new(slots as usize),
+                linked: std::sync::Mutex::new(std::collections::HashMap::new()),
                 long_running: LongRunning::new(config.max_long_running_evaluations.map_or_else(
                     || std::thread::available_parallelism().map_or(1, |cpus| cpus.get() / 2),
                     |capacity| capacity as usize,
@@ -251,15 +258,7 @@ impl Engine {
         }
         let started = Instant::now();
         let sha256 = sha256_hex(wasm);
-        let (component, cache) = self
-            .inner
-            .cache
-            .load(&self.inner.wasmtime, wasm, &sha256)
-            .map_err(|error| LoadError::Compile {
-                policy: name.to_owned(),
-                reason: format!("{error:#}"),
-            })?;
-        let pre = self.pre_link(name, &component)?;
+        let (pre, cache) = self.linked(name, wasm, &sha256)?;
         let policy = CompiledPolicy {
             inner: Arc::new(PolicyInner {
                 gate: Gate::new(self.per_policy_slots()),
@@ -299,6 +298,43 @@ impl Engine {
     }
 
     /// How many evaluation slots one policy may hold.
+    /// The linked component of a module: shared if another policy loaded the
+    /// same bytes, else compiled (or read from the on-disk cache) and linked.
+    fn linked(&self, name: &str, wasm: &[u8], sha256: &str) -> Result<(PolicyPre<HostState>, CacheOutcome), LoadError> {
+        let shared = |linked: &std::collections::HashMap<String, PolicyPre<HostState>>| linked.get(sha256).cloned();
+        if let Some(pre) = shared(
+            &self
+                .inner
+                .linked
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        ) {
+            return Ok((pre, CacheOutcome::Shared));
+        }
+        let (component, cache) = self
+            .inner
+            .cache
+            .load(&self.inner.wasmtime, wasm, sha256)
+            .map_err(|error| LoadError::Compile {
+                policy: name.to_owned(),
+                reason: format!("{error:#}"),
+            })?;
+        let pre = self.pre_link(name, &component)?;
+        let mut linked = self
+            .inner
+            .linked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Modules replaced by reloads would otherwise stay forever: past the
+        // bound, forget them all (live policies keep their own reference;
+        // only sharing with later loads is lost).
+        if linked.len() >= MAX_SHARED_MODULES {
+            linked.clear();
+        }
+        linked.insert(sha256.to_owned(), pre.clone());
+        Ok((pre, cache))
+    }
+
     fn per_policy_slots(&self) -> usize {
         let total = self.inner.gate.capacity();
         let share = self

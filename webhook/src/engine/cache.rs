@@ -31,6 +31,9 @@ pub enum CacheOutcome {
     Rebuilt,
     /// No cache directory is configured; compiled.
     Disabled,
+    /// Another policy of this engine already loaded the same module (same
+    /// sha256): its compiled, linked component is shared, not loaded again.
+    Shared,
 }
 
 /// A directory of precompiled components for one engine configuration.
