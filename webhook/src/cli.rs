@@ -3,6 +3,7 @@
 mod certs;
 mod eval;
 mod manifests;
+mod new;
 mod serve;
 mod test;
 
@@ -32,6 +33,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run declarative policy test suites (*.test.yaml files or directories of them).
     Test(test::TestArgs),
+    /// Scaffold a policy in Rust, Python or JavaScript that builds and passes its own tests.
+    New(new::NewArgs),
     /// Run the admission server.
     Serve(Box<serve::ServeArgs>),
     /// Print the webhook configurations that register a policy set with the API server.
@@ -79,6 +82,10 @@ where
         Command::Eval(args) => {
             init_logging(cli.log_format, "warn");
             eval::run(args, out, err)
+        }
+        Command::New(args) => {
+            init_logging(cli.log_format, "warn");
+            new::run(args, out, err)
         }
         Command::Test(args) => {
             init_logging(cli.log_format, "warn");

@@ -13,6 +13,7 @@
 //! - [`registration`]: the webhook configurations and certificates that
 //!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
 //! - [`testsuite`]: declarative policy test suites (`wasmhook test`);
+//! - [`scaffold`]: new policies in Rust, Python or JavaScript (`wasmhook new`);
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
 pub mod builtin;
@@ -26,6 +27,7 @@ pub mod policy;
 pub mod registration;
 pub mod response;
 pub mod review;
+pub mod scaffold;
 pub mod server;
 pub mod testsuite;
 pub mod tls;
