@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
-"""Builds the example policies written in Python and JavaScript into
-WebAssembly components: `policies/examples/<example>/build/policy.wasm`.
+"""Builds the example policies — the same require-labels policy in Rust,
+Python and JavaScript — into WebAssembly components:
+`policies/examples/<example>/build/policy.wasm`.
+
+- Rust: the workspace crate, built by cargo for wasm32-wasip2 with the
+  `policy` profile (the built-in policies' settings) into
+  `target/policy-examples/`; cargo decides what is up to date.
 
 The tools are pinned (`toolchain/requirements.txt`, `toolchain/package.json`
 with its lock file) and installed into `target/policy-tools/`, never globally:
@@ -41,6 +46,7 @@ TOOLS = ROOT / "target" / "policy-tools"
 
 # example directory -> (language, entry point)
 BUILDS = {
+    "rust-require-labels": ("rust", "src/lib.rs"),
     "python-require-labels": ("python", "app.py"),
     "js-require-labels": ("js", "policy.js"),
 }
@@ -108,10 +114,31 @@ def fingerprint(example: Path, tool_pins: str) -> str:
     return digest.hexdigest()
 
 
+def build_rust(name: str, output: Path) -> None:
+    """cargo build of the example crate; cargo skips it when nothing changed."""
+    target_dir = ROOT / "target" / "policy-examples"
+    run(
+        ["cargo", "build", "--quiet", "--package", name, "--target", "wasm32-wasip2", "--profile", "policy",
+         "--target-dir", str(target_dir)],
+        f"cargo build of {name}",
+        cwd=ROOT,
+    )
+    built = target_dir / "wasm32-wasip2" / "policy" / f"{name.replace('-', '_')}.wasm"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not output.is_file() or output.read_bytes() != built.read_bytes():
+        shutil.copy(built, output)
+        print(f"== {name}: built {output.relative_to(ROOT)} ({output.stat().st_size / 1e6:.2f} MB)", flush=True)
+    else:
+        print(f"== {name}: up to date ({output.relative_to(ROOT)})", flush=True)
+
+
 def build(name: str) -> Path:
     language, entry = BUILDS[name]
     example = EXAMPLES / name
     output = example / "build" / "policy.wasm"
+    if language == "rust":
+        build_rust(name, output)
+        return output
     stamp = example / "build" / "inputs.sha256"
     pins = (TOOLCHAIN / ("requirements.txt" if language == "python" else "package-lock.json")).read_text()
     wanted = fingerprint(example, pins)

@@ -12,6 +12,7 @@ mod hostile_policies;
 mod native_policies;
 mod policy_suites;
 mod registration_cli;
+mod scaffold;
 mod self_registration;
 mod server_http;
 mod server_lifecycle;

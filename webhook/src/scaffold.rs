@@ -93,7 +93,9 @@ mod templates {
     pub const JS_POLICY: &str = include_str!("../templates/new/js/policy.js");
     pub const JS_VALIDATE: &str = include_str!("../templates/new/js/missing-validate.txt");
     pub const JS_MUTATE: &str = include_str!("../templates/new/js/missing-mutate.txt");
-    pub const JS_PACKAGE: &str = include_str!("../templates/new/js/package.json");
+    /// The same pins as the example policies' build (one place to update them).
+    pub const JS_PACKAGE: &str = include_str!("../../policies/examples/toolchain/package.json");
+    pub const PYTHON_REQUIREMENT: &str = include_str!("../../policies/examples/toolchain/requirements.txt");
     pub const JS_BUILD: &str = include_str!("../templates/new/js/build.sh");
 }
 
@@ -176,7 +178,7 @@ impl Scaffold {
                 };
                 let app = templates::PYTHON_APP.replace("{{python_missing}}\n", missing);
                 files.push(("app.py", self.fill(&app)));
-                files.push(("build.sh", templates::PYTHON_BUILD.to_owned()));
+                files.push(("build.sh", self.fill(templates::PYTHON_BUILD)));
                 files.push(("wit/policy.wit", WIT.to_owned()));
             }
             Language::Js => {
@@ -207,7 +209,7 @@ impl Scaffold {
             ),
             Language::Python => (
                 "Python",
-                "`./build.sh` installs componentize-py 0.25.1 from PyPI into `.tools/` on first \
+                "`./build.sh` installs {{componentize_py}} from PyPI into `.tools/` on first \
                  use (or uses `$WASMHOOK_POLICY_TOOLS`) and builds from a clean copy of the \
                  sources, because componentize-py bundles everything on its search path. The \
                  component carries CPython (~18 MB); the server compiles it once and caches it.",
@@ -239,6 +241,7 @@ impl Scaffold {
             .replace("{{kind}}", if mutate { "mutate" } else { "validate" })
             .replace("{{language}}", language)
             .replace("{{build_notes}}", build_notes)
+            .replace("{{componentize_py}}", templates::PYTHON_REQUIREMENT.trim())
             .replace("{{behaviour}}", behaviour)
             .replace("{{sample_settings}}", sample_settings)
             .replace("{{settings_notes}}", settings_notes)

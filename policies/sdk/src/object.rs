@@ -205,10 +205,17 @@ fn split_pointer(pointer: &str) -> Result<(Vec<String>, String), PolicyError> {
     Ok((segments, last))
 }
 
+/// One key as a JSON-pointer token (RFC 6901): `~` becomes `~0` and `/`
+/// becomes `~1`, so a label key such as `app.kubernetes.io/name` addresses one
+/// member: `format!("/metadata/labels/{}", pointer_token(key))`.
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 fn join_pointer(segments: &[String]) -> String {
     segments
         .iter()
-        .map(|segment| format!("/{}", segment.replace('~', "~0").replace('/', "~1")))
+        .map(|segment| format!("/{}", pointer_token(segment)))
         .collect()
 }
 

@@ -23,6 +23,50 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
     )
 }
 
+/// Checks a label key (a qualified name): an optional DNS-subdomain prefix of
+/// at most 253 characters and a `/`, then a name of at most 63 alphanumerics,
+/// '-', '_' or '.', alphanumeric at both ends.
+pub fn label_key(key: &str) -> Result<(), String> {
+    const MAX_NAME: usize = 63;
+    const MAX_PREFIX: usize = 253;
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        if prefix.len() > MAX_PREFIX {
+            return Err(format!(
+                "prefix must be no more than {MAX_PREFIX} characters (it has {})",
+                prefix.len()
+            ));
+        }
+        for part in prefix.split('.') {
+            dns1123_label(part).map_err(|error| format!("prefix {prefix:?} is not a DNS subdomain: {error}"))?;
+        }
+    }
+    if name.is_empty() {
+        return Err("name part must not be empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!(
+            "name part must be no more than {MAX_NAME} characters (it has {})",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "name part must consist of alphanumeric characters, '-', '_' or '.' (found {bad:?})"
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("name part must start and end with an alphanumeric character".into());
+    }
+    Ok(())
+}
+
 fn label(value: &str, valid_first: impl Fn(char) -> bool, first_rule: &str) -> Result<(), String> {
     const MAX: usize = 63;
     if value.is_empty() {
@@ -65,6 +109,21 @@ mod tests {
         assert!(dns1035_label("web.svc").unwrap_err().contains("'.'"));
         assert!(dns1035_label("web-").unwrap_err().contains("end with"));
         assert!(dns1035_label(&"a".repeat(64)).unwrap_err().contains("it has 64"));
+    }
+
+    #[test]
+    fn label_key_rules() {
+        for good in ["team", "app.kubernetes.io/name", "Team_Name.v2", "a", "example.com/x"] {
+            assert!(label_key(good).is_ok(), "{good}");
+        }
+        assert!(label_key("").unwrap_err().contains("empty"));
+        assert!(label_key("example.com/").unwrap_err().contains("empty"));
+        assert!(label_key("team name").unwrap_err().contains("' '"));
+        assert!(label_key("-team").unwrap_err().contains("start and end"));
+        assert!(label_key("Example.com/team").unwrap_err().contains("DNS subdomain"));
+        assert!(label_key(&"a".repeat(64)).unwrap_err().contains("it has 64"));
+        let long_prefix = format!("{}/x", vec!["a".repeat(63); 5].join("."));
+        assert!(label_key(&long_prefix).unwrap_err().contains("253"));
     }
 
     #[test]

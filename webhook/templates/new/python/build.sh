@@ -5,9 +5,9 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 tools=${WASMHOOK_POLICY_TOOLS:-$here/.tools}
 if [ ! -x "$tools/python/bin/componentize-py" ]; then
-    echo "installing componentize-py 0.25.1 from PyPI into $tools/python"
+    echo "installing {{componentize_py}} from PyPI into $tools/python"
     python3 -m venv "$tools/python"
-    "$tools/python/bin/pip" install --quiet componentize-py==0.25.1
+    "$tools/python/bin/pip" install --quiet {{componentize_py}}
 fi
 # componentize-py bundles everything on its search path: build from a clean copy.
 clean=$(mktemp -d)

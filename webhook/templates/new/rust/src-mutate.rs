@@ -3,7 +3,8 @@
 //! (`{"label": "team", "value": "unowned"}`).
 
 use serde::Deserialize;
-use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict};
+use wasmhook_policy::object::pointer_token;
+use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, validation};
 
 /// The policy's settings, as the policy set's `settings:` gives them.
 #[derive(Debug, Deserialize)]
@@ -31,10 +32,7 @@ impl Policy for {{type_name}} {
     type Settings = Settings;
 
     fn validate_settings(settings: &Settings) -> Result<(), String> {
-        if settings.label.is_empty() {
-            return Err("label must not be empty".into());
-        }
-        Ok(())
+        validation::label_key(&settings.label).map_err(|error| format!("label {:?}: {error}", settings.label))
     }
 
     fn evaluate(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
@@ -47,7 +45,7 @@ impl Policy for {{type_name}} {
         // Edit the request's own JSON: fields no type knows are kept, and the
         // server turns the change into a JSON Patch.
         let mut object = request.mutable_object()?;
-        let pointer = format!("/metadata/labels/{}", settings.label.replace('~', "~0").replace('/', "~1"));
+        let pointer = format!("/metadata/labels/{}", pointer_token(&settings.label));
         object.set(&pointer, settings.value.as_str())?;
         Ok(Verdict::mutate(object).with_warning(format!("label {} set to {:?}", settings.label, settings.value)))
     }

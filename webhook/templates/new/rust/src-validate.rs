@@ -2,7 +2,7 @@
 //! name (`{"label": "team"}`); a request for one without it is denied.
 
 use serde::Deserialize;
-use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict};
+use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, validation};
 
 /// The policy's settings, as the policy set's `settings:` gives them.
 #[derive(Debug, Deserialize)]
@@ -25,10 +25,7 @@ impl Policy for {{type_name}} {
     type Settings = Settings;
 
     fn validate_settings(settings: &Settings) -> Result<(), String> {
-        if settings.label.is_empty() {
-            return Err("label must not be empty".into());
-        }
-        Ok(())
+        validation::label_key(&settings.label).map_err(|error| format!("label {:?}: {error}", settings.label))
     }
 
     fn evaluate(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
