@@ -46,7 +46,7 @@ fuzz: setup
 
 ## bench: the in-process benchmarks (criterion), then the end-to-end load
 ## benchmark on a release build (installs wrk if missing; report in target/bench/)
-bench: setup
+bench: setup examples
 	$(CARGO) bench --workspace --bench hot_path
 	python3 tests/bench/load.py
 

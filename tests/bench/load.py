@@ -11,7 +11,11 @@ connections, the way the API server calls webhooks. Scenarios:
 - startup: time until /readyz answers, with the built-in policies and with
   100 copies of a policy, with an empty and with a warm compile cache;
 - hostile neighbour: a healthy policy's throughput while another policy's
-  endpoint is hammered with reviews that run into its timeout.
+  endpoint is hammered with reviews that run into its timeout;
+- languages: the same require-labels policy written in Rust, Python and
+  JavaScript (policies/examples/, built by `make examples`): module size,
+  time to ready with an empty and a warm compile cache, RSS, and reviews/s,
+  p99 and CPU per review at 16 connections on the recorded Service review.
 
 Every scenario is repeated (`--runs`, default 3) and the report gives medians;
 ratios are taken within one run, then their median. Answers are checked, not
@@ -86,6 +90,12 @@ WORKLOADS = [
         "6.3 KB StatefulSet review recorded from kube-apiserver, patched (1 operation)",
     ),
 ]
+
+
+# The require-labels examples, the same policy in three languages: (language, example).
+LANGUAGES = [("Rust", "rust-require-labels"), ("Python", "python-require-labels"), ("JavaScript", "js-require-labels")]
+# Their review: the recorded Service review, which carries the required label.
+LANGUAGE_WORKLOAD_FIXTURE = "mutating-create-service-dry-svc.json"
 
 
 class BenchError(Exception):
@@ -185,6 +195,24 @@ HOSTILE_ENTRY = """  - name: hostile
         apiVersions: [v1]
         resources: [services]
 """
+
+
+LANGUAGE_ENTRY = """  - name: {name}
+    module: {module}
+    settings: {{labels: [app]}}
+    rules:
+      - operations: [CREATE, UPDATE]
+        apiGroups: ["", apps]
+        apiVersions: [v1]
+        resources: [services, statefulsets]
+"""
+
+
+def example_module(example: str) -> Path:
+    module = ROOT / "policies" / "examples" / example / "build" / "policy.wasm"
+    if not module.is_file():
+        raise BenchError(f"{module} is missing: build the example policies first (`make examples`)")
+    return module
 
 
 # ---------------------------------------------------------------- servers
@@ -462,6 +490,41 @@ def hostile_scenario(options: Options) -> dict:
     return measured
 
 
+def languages_scenario(options: Options) -> dict:
+    """Per language: module size, start-up cold and warm, and load at 16 connections."""
+    measured: dict = {}
+    body = (REVIEWS / LANGUAGE_WORKLOAD_FIXTURE).read_bytes()
+    uid = json.loads(body)["request"]["uid"]
+    for run in range(options.runs):
+        for language, example in LANGUAGES:
+            module = example_module(example)
+            config = policy_set(options.work / f"{example}.yaml", [LANGUAGE_ENTRY.format(name=example, module=module)])
+            cache = options.work / f"cache-languages-{run}-{example}"
+            samples = measured.setdefault(language, {"size": module.stat().st_size, "cold": [], "warm": [], "load": []})
+            server = Server("wasmhook", options.build.wasmhook, False, options.work, config, cache).start()
+            server.stop()
+            samples["cold"].append((server.ready_seconds, 0))
+            server = Server("wasmhook", options.build.wasmhook, False, options.work, config, cache).start()
+            try:
+                samples["warm"].append((server.ready_seconds, server.memory_kib("VmRSS")))
+                answer = server.post(example, body)["response"]
+                if answer.get("uid") != uid or answer.get("allowed") is not True or "patch" in answer:
+                    raise BenchError(f"{language}: the labelled Service was not allowed unchanged: {answer}")
+                workload = Workload(example, example, LANGUAGE_WORKLOAD_FIXTURE, "")
+                drive(server, workload, 16, options.warmup_seconds)
+                result = drive(server, workload, 16, options.seconds)
+                samples["load"].append(result)
+            finally:
+                server.stop()
+            print(
+                f"   run {run + 1} {language:10} ready cold {samples['cold'][-1][0] * 1000:7.0f} ms, "
+                f"warm {samples['warm'][-1][0] * 1000:5.0f} ms; {result.reviews_per_s:8.0f} reviews/s  "
+                f"p99 {result.latency_us['p99'] / 1000:6.2f} ms  {result.cpu_us_per_review:7.1f} µs CPU/review",
+                flush=True,
+            )
+    return measured
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -553,6 +616,23 @@ def hostile_report(hostile: dict) -> list[str]:
     ]
 
 
+def languages_report(languages: dict) -> list[str]:
+    lines = [
+        "| language | module size | ready, cold cache (ms) | ready, warm cache (ms) | RSS when ready (MiB) "
+        "| reviews/s (16 conn.) | p99 (ms) | CPU µs/review |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for language, samples in languages.items():
+        load = samples["load"]
+        lines.append(
+            f"| {language} | {samples['size'] / 1e6:.2f} MB | {med(s[0] for s in samples['cold']) * 1000:,.0f} "
+            f"| {med(s[0] for s in samples['warm']) * 1000:,.0f} | {med(s[1] for s in samples['warm']) / 1024:.1f} "
+            f"| {med(r.reviews_per_s for r in load):,.0f} | {med(r.latency_us['p99'] for r in load) / 1000:.2f} "
+            f"| {med(r.cpu_us_per_review for r in load):,.0f} |"
+        )
+    return lines + [""]
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -563,7 +643,7 @@ def main() -> int:
     parser.add_argument("--connections", default="1,16,64", help="keep-alive connections, comma-separated")
     parser.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS), help="which workloads")
     parser.add_argument("--copies", type=int, default=100, help="policies in the many-copies start-up case")
-    parser.add_argument("--scenarios", default="load,startup,hostile", help="which scenarios")
+    parser.add_argument("--scenarios", default="load,startup,hostile,languages", help="which scenarios")
     parser.add_argument("--report", type=Path, default=ROOT / "target" / "bench" / "report.md")
     parser.add_argument("--smoke", action="store_true", help="everything once, briefly, on the debug build (make test)")
     args = parser.parse_args()
@@ -603,6 +683,9 @@ def main() -> int:
         if "hostile" in scenarios:
             print("== hostile neighbour", flush=True)
             report += ["### Hostile neighbour (16 connections each)", "", *hostile_report(hostile_scenario(options))]
+        if "languages" in scenarios:
+            print("== languages: require-labels in Rust, Python and JavaScript", flush=True)
+            report += ["### Policies in other languages", "", *languages_report(languages_scenario(options))]
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         return 1

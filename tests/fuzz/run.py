@@ -76,6 +76,8 @@ def run(target: str, seconds: int, binary: Path) -> dict:
     command = [
         str(binary), "fuzz", "run", "--fuzz-dir", str(FUZZ_DIR), target, str(corpus), "--",
         f"-max_total_time={seconds}", "-print_final_stats=1", "-rss_limit_mb=4096",
+        # An input that takes this long is a hang, reported like a crash.
+        "-timeout=10",
         f"-artifact_prefix={artifacts}/",
     ]
     print(f"== {target}: {seconds} s", flush=True)

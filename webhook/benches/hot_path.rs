@@ -3,13 +3,20 @@
 //! encoding the answer — on the recorded fixtures, with the built-in policies
 //! compiled exactly as the server runs them.
 //!
+//! The `language` group runs the same require-labels policy written in Rust,
+//! Python and JavaScript (`policies/examples/`, built by `make examples`) on
+//! the same reviews, so the cost of a language runtime inside a component is
+//! measured on equal work. Their compiled code is cached in
+//! `target/bench-compile-cache/` (a Python component takes seconds to compile).
+//!
 //! `cargo bench -p wasmhook --bench hot_path` measures; `cargo test` runs
 //! every benchmark once so they cannot rot. BENCHMARKS.md has the figures.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits, PolicyInstance};
 use wasmhook::policy::Enforcement;
 use wasmhook::response::decide;
@@ -43,6 +50,28 @@ const CASES: [(&str, &str, &str); 5] = [
     (
         "statefulset-service-name",
         "mutating-create-statefulset-mysql.json",
+        "mutate",
+    ),
+];
+
+/// The require-labels examples: (language, example directory).
+const LANGUAGES: [(&str, &str); 3] = [
+    ("rust", "rust-require-labels"),
+    ("python", "python-require-labels"),
+    ("js", "js-require-labels"),
+];
+
+/// Their reviews: (fixture, settings, what the policy does with it).
+const LANGUAGE_CASES: [(&str, &str, &str); 3] = [
+    ("mutating-create-service-dry-svc.json", r#"{"labels":["app"]}"#, "allow"),
+    (
+        "mutating-create-service-mysql-svc.json",
+        r#"{"labels":["app"]}"#,
+        "deny",
+    ),
+    (
+        "mutating-create-service-mysql-svc.json",
+        r#"{"labels":["team"],"defaults":{"team":"platform"}}"#,
         "mutate",
     ),
 ];
@@ -87,6 +116,45 @@ fn cases(engine: &Engine) -> Vec<Case> {
         .collect()
 }
 
+fn language_cases(engine: &Engine) -> Vec<Case> {
+    let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies/examples");
+    let mut cases = Vec::new();
+    for (language, example) in LANGUAGES {
+        let path = examples.join(example).join("build/policy.wasm");
+        let wasm = std::fs::read(&path).unwrap_or_else(|error| {
+            panic!(
+                "cannot read {}: {error}. Build the example policies first: `make examples`",
+                path.display()
+            )
+        });
+        for (fixture_name, settings, what) in LANGUAGE_CASES {
+            // Only Rust and Python show the mutating variant (the JavaScript
+            // example has no defaults setting).
+            if what == "mutate" && language == "js" {
+                continue;
+            }
+            let policy = engine
+                .load(example, &wasm, settings, Limits::default())
+                .unwrap_or_else(|error| panic!("{error}"));
+            let review = fixture(fixture_name);
+            let input = AdmissionInput::from_review(&review).expect("a valid review");
+            // The three languages must do the same work to be compared.
+            let verdict = policy
+                .evaluate_blocking(input.request_json(), None)
+                .unwrap_or_else(|failure| panic!("{language}/{what}: {failure}"));
+            assert_eq!(verdict.allowed, what != "deny", "{language}/{what}");
+            assert_eq!(verdict.mutated_object.is_some(), what == "mutate", "{language}/{what}");
+            cases.push(Case {
+                id: format!("{language}/{what}"),
+                policy,
+                review,
+                input,
+            });
+        }
+    }
+    cases
+}
+
 fn instantiate<'p>(runtime: &tokio::runtime::Runtime, policy: &'p CompiledPolicy) -> PolicyInstance<'p> {
     runtime
         .block_on(policy.instantiate(None))
@@ -105,47 +173,18 @@ fn hot_path(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("review");
     for case in &cases {
-        // Everything the server does for a review but HTTP and TLS.
-        group.bench_function(format!("{}/whole", case.id), |b| {
-            b.iter(|| {
-                let input = AdmissionInput::from_review(black_box(&case.review)).expect("a valid review");
-                let evaluated = runtime.block_on(case.policy.evaluate(input.request_json(), None));
-                let decision = decide(case.policy.name(), Enforcement::default(), &input, evaluated);
-                serde_json::to_vec(&decision.response.into_review()).expect("serializes")
-            })
-        });
-        // Instantiation alone (the store drop is not timed). One instance at
-        // a time: each holds an evaluation slot, as in the server.
-        group.bench_function(format!("{}/instantiate", case.id), |b| {
-            b.iter_batched(|| (), |()| instantiate(&runtime, &case.policy), BatchSize::PerIteration)
-        });
-        // Evaluation alone, in a fresh instance each time.
-        group.bench_function(format!("{}/evaluate", case.id), |b| {
-            b.iter_batched(
-                || instantiate(&runtime, &case.policy),
-                |mut instance| {
-                    let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
-                    (instance, verdict)
-                },
-                BatchSize::PerIteration,
-            )
-        });
-        // From the verdict to the encoded answer: patch, verification, JSON.
-        let verdict = case
-            .policy
-            .evaluate_blocking(case.input.request_json(), None)
-            .expect("evaluates");
-        group.bench_function(format!("{}/respond", case.id), |b| {
-            b.iter(|| {
-                let decision = decide(
-                    case.policy.name(),
-                    Enforcement::default(),
-                    &case.input,
-                    Ok(verdict.clone()),
-                );
-                serde_json::to_vec(&decision.response.into_review()).expect("serializes")
-            })
-        });
+        bench_review(&mut group, &runtime, case);
+    }
+    group.finish();
+
+    let languages = Engine::new(EngineConfig {
+        cache_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-compile-cache")),
+        ..EngineConfig::default()
+    })
+    .expect("an engine");
+    let mut group = c.benchmark_group("language");
+    for case in &language_cases(&languages) {
+        bench_review(&mut group, &runtime, case);
     }
     group.finish();
 
@@ -167,6 +206,51 @@ fn hot_path(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Measures one review: whole, and instantiation, evaluation and answer apart.
+fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runtime::Runtime, case: &Case) {
+    // Everything the server does for a review but HTTP and TLS.
+    group.bench_function(format!("{}/whole", case.id), |b| {
+        b.iter(|| {
+            let input = AdmissionInput::from_review(black_box(&case.review)).expect("a valid review");
+            let evaluated = runtime.block_on(case.policy.evaluate(input.request_json(), None));
+            let decision = decide(case.policy.name(), Enforcement::default(), &input, evaluated);
+            serde_json::to_vec(&decision.response.into_review()).expect("serializes")
+        })
+    });
+    // Instantiation alone (the store drop is not timed). One instance at
+    // a time: each holds an evaluation slot, as in the server.
+    group.bench_function(format!("{}/instantiate", case.id), |b| {
+        b.iter_batched(|| (), |()| instantiate(&runtime, &case.policy), BatchSize::PerIteration)
+    });
+    // Evaluation alone, in a fresh instance each time.
+    group.bench_function(format!("{}/evaluate", case.id), |b| {
+        b.iter_batched(
+            || instantiate(&runtime, &case.policy),
+            |mut instance| {
+                let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
+                (instance, verdict)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // From the verdict to the encoded answer: patch, verification, JSON.
+    let verdict = case
+        .policy
+        .evaluate_blocking(case.input.request_json(), None)
+        .expect("evaluates");
+    group.bench_function(format!("{}/respond", case.id), |b| {
+        b.iter(|| {
+            let decision = decide(
+                case.policy.name(),
+                Enforcement::default(),
+                &case.input,
+                Ok(verdict.clone()),
+            );
+            serde_json::to_vec(&decision.response.into_review()).expect("serializes")
+        })
+    });
 }
 
 criterion_group!(benches, hot_path);

@@ -4,4 +4,8 @@
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| wasmhook_tests::fuzz::admission_review(data));
+libfuzzer_sys::fuzz_target!(
+    // The policy is compiled before inputs are timed.
+    init: wasmhook_tests::fuzz::admission_review_warm_up(),
+    |data: &[u8]| wasmhook_tests::fuzz::admission_review(data)
+);

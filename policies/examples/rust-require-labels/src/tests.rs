@@ -65,11 +65,7 @@ fn null_labels_become_a_map_of_the_defaults() {
 #[test]
 fn deletes_and_other_kinds_are_not_checked() {
     let settings = json!({"labels": ["team"]});
-    assert_unchanged(
-        &delete(service(json!({})))
-            .evaluate::<RequireLabels>(&settings)
-            .unwrap(),
-    );
+    assert_unchanged(&delete(service(json!({}))).evaluate::<RequireLabels>(&settings).unwrap());
     let config_map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "prod"}});
     assert_unchanged(&create(&config_map).evaluate::<RequireLabels>(&settings).unwrap());
 }
