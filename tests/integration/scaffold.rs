@@ -68,9 +68,16 @@ fn scaffold_and_build(dir: &Path, name: &str, lang: &str, kind: &str) -> PathBuf
     policy
 }
 
-/// `wasmhook test <policy>/tests`: exit status and output.
+/// `wasmhook test <policy>/tests`: exit status and output. The compile
+/// cache is shared, so a Python component is compiled once, not per run.
 fn run_suite(policy: &Path) -> (u8, String) {
-    wasmhook(&["test", "--no-cache", policy.join("tests").to_str().unwrap()])
+    let cache = repository().join("target/scaffold-policies/compile-cache");
+    wasmhook(&[
+        "test",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        policy.join("tests").to_str().unwrap(),
+    ])
 }
 
 fn both_kinds_build_and_pass_their_own_suites(lang: &str) {

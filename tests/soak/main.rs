@@ -564,13 +564,26 @@ fn compare_metrics(metrics: &server::Metrics, counts: &traffic::Counts, faults: 
         faults.broken_reloads,
         metrics.sum("wasmhook_policy_load_failures_total", &[("policy", "reloaded")]),
     );
-    // Each abandoned request loses its connection; an oversized body may too
-    // (the server answers 413 without reading it all, then closes).
+    // An abandoned request is counted exactly as a `body_read` rejection
+    // (above). Whether its connection then also ends as "lost" is a race:
+    // the client closes right after its half body, and the server's 400
+    // either meets a reset connection (lost) or is written before the close
+    // and the connection ends cleanly (a 10-minute run saw 50 of 11,520 end
+    // cleanly). An oversized body may lose its connection too (the server
+    // answers 413 without reading it all). Nothing else the soak sends may
+    // lose one: more lost connections than these two mean the server dropped
+    // connections it should have kept.
     let lost = metrics.sum("wasmhook_connection_errors_total", &[("reason", "connection_lost")]);
-    if lost < counts.abandoned_requests {
+    let may_lose = counts.abandoned_requests
+        + counts
+            .rejected_by_reason
+            .get("body_too_large")
+            .copied()
+            .unwrap_or_default();
+    if lost > may_lose {
         mismatches.push(format!(
-            "abandoned requests: sent {}, server counted {lost} lost connections",
-            counts.abandoned_requests
+            "the server counted {lost} lost connections, but only {} abandoned requests and oversized bodies may lose one",
+            may_lose
         ));
     }
     let detail = if mismatches.is_empty() {

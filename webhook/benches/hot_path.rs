@@ -222,12 +222,12 @@ fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runti
     // Instantiation alone (the store drop is not timed). One instance at
     // a time: each holds an evaluation slot, as in the server.
     group.bench_function(format!("{}/instantiate", case.id), |b| {
-        b.iter_batched(|| (), |()| instantiate(&runtime, &case.policy), BatchSize::PerIteration)
+        b.iter_batched(|| (), |()| instantiate(runtime, &case.policy), BatchSize::PerIteration)
     });
     // Evaluation alone, in a fresh instance each time.
     group.bench_function(format!("{}/evaluate", case.id), |b| {
         b.iter_batched(
-            || instantiate(&runtime, &case.policy),
+            || instantiate(runtime, &case.policy),
             |mut instance| {
                 let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
                 (instance, verdict)
