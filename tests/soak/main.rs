@@ -532,11 +532,6 @@ fn compare_metrics(metrics: &server::Metrics, counts: &traffic::Counts, faults: 
         metrics.sum("wasmhook_rejected_requests_total", &[]),
     );
     expect(
-        "slow clients cut off (header timeouts)".into(),
-        counts.slow_clients_cut_off,
-        metrics.sum("wasmhook_connection_errors_total", &[("reason", "header_timeout")]),
-    );
-    expect(
         "unfinished TLS handshakes closed".into(),
         counts.stalled_handshakes_closed,
         metrics.sum(
@@ -564,6 +559,19 @@ fn compare_metrics(metrics: &server::Metrics, counts: &traffic::Counts, faults: 
         faults.broken_reloads,
         metrics.sum("wasmhook_policy_load_failures_total", &[("policy", "reloaded")]),
     );
+    // Every slow client must be counted as a header timeout. The same reason
+    // also counts keep-alive connections closed for idling past the
+    // header-read timeout (it is the idle timeout too), and the soak's own
+    // pooled client may leave one idle that long on a starved machine (a
+    // 20-second debug run counted 21 for 20 slow clients): more is not an
+    // error, fewer is.
+    let header_timeouts = metrics.sum("wasmhook_connection_errors_total", &[("reason", "header_timeout")]);
+    if header_timeouts < counts.slow_clients_cut_off {
+        mismatches.push(format!(
+            "slow clients cut off (header timeouts): sent {}, server counted {header_timeouts}",
+            counts.slow_clients_cut_off
+        ));
+    }
     // An abandoned request is counted exactly as a `body_read` rejection
     // (above). Whether its connection then also ends as "lost" is a race:
     // the client closes right after its half body, and the server's 400
