@@ -90,6 +90,23 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()))
 }
 
+impl Case {
+    /// `wasm` loaded as `name` with `settings`, on the recorded review `fixture_name`.
+    fn load(engine: &Engine, name: &str, wasm: &[u8], settings: &str, fixture_name: &str, id: String) -> Self {
+        let policy = engine
+            .load(name, wasm, settings, Limits::default())
+            .unwrap_or_else(|error| panic!("{error}"));
+        let review = fixture(fixture_name);
+        let input = AdmissionInput::from_review(&review).expect("a valid review");
+        Self {
+            id,
+            policy,
+            review,
+            input,
+        }
+    }
+}
+
 fn cases(engine: &Engine) -> Vec<Case> {
     CASES
         .iter()
@@ -101,17 +118,8 @@ fn cases(engine: &Engine) -> Vec<Case> {
                     r#"{"behaviour":"allow"}"#,
                 ),
             };
-            let policy = engine
-                .load(policy_name, &wasm, settings, Limits::default())
-                .unwrap_or_else(|error| panic!("{error}"));
-            let review = fixture(fixture_name);
-            let input = AdmissionInput::from_review(&review).expect("a valid review");
-            Case {
-                id: format!("{policy_name}/{what}"),
-                policy,
-                review,
-                input,
-            }
+            let id = format!("{policy_name}/{what}");
+            Case::load(engine, policy_name, &wasm, settings, fixture_name, id)
         })
         .collect()
 }
@@ -133,23 +141,22 @@ fn language_cases(engine: &Engine) -> Vec<Case> {
             if what == "mutate" && language == "js" {
                 continue;
             }
-            let policy = engine
-                .load(example, &wasm, settings, Limits::default())
-                .unwrap_or_else(|error| panic!("{error}"));
-            let review = fixture(fixture_name);
-            let input = AdmissionInput::from_review(&review).expect("a valid review");
+            let case = Case::load(
+                engine,
+                example,
+                &wasm,
+                settings,
+                fixture_name,
+                format!("{language}/{what}"),
+            );
             // The three languages must do the same work to be compared.
-            let verdict = policy
-                .evaluate_blocking(input.request_json(), None)
-                .unwrap_or_else(|failure| panic!("{language}/{what}: {failure}"));
-            assert_eq!(verdict.allowed, what != "deny", "{language}/{what}");
-            assert_eq!(verdict.mutated_object.is_some(), what == "mutate", "{language}/{what}");
-            cases.push(Case {
-                id: format!("{language}/{what}"),
-                policy,
-                review,
-                input,
-            });
+            let verdict = case
+                .policy
+                .evaluate_blocking(case.input.request_json(), None)
+                .unwrap_or_else(|failure| panic!("{}: {failure}", case.id));
+            assert_eq!(verdict.allowed, what != "deny", "{}", case.id);
+            assert_eq!(verdict.mutated_object.is_some(), what == "mutate", "{}", case.id);
+            cases.push(case);
         }
     }
     cases

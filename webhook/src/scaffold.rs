@@ -135,18 +135,13 @@ impl Scaffold {
 
     /// Every file, by path relative to the policy's directory.
     fn files(&self) -> Result<Vec<(&'static str, String)>, ScaffoldError> {
-        let mutate = self.kind == Kind::Mutate;
         let mut files = vec![
             ("README.md", self.fill(templates::README)),
             (".gitignore", templates::GITIGNORE.to_owned()),
             ("tests/service.yaml", templates::SERVICE.to_owned()),
             (
                 "tests/policy.test.yaml",
-                self.fill(if mutate {
-                    templates::SUITE_MUTATE
-                } else {
-                    templates::SUITE_VALIDATE
-                }),
+                self.fill(self.by_kind(templates::SUITE_VALIDATE, templates::SUITE_MUTATE)),
             ),
         ];
         match self.language {
@@ -162,31 +157,19 @@ impl Scaffold {
                     self.fill(templates::RUST_CARGO)
                         .replace("{{sdk_dependency}}", &dependency),
                 ));
-                let source = if mutate {
-                    templates::RUST_MUTATE
-                } else {
-                    templates::RUST_VALIDATE
-                };
+                let source = self.by_kind(templates::RUST_VALIDATE, templates::RUST_MUTATE);
                 files.push(("src/lib.rs", self.fill(source)));
                 files.push(("build.sh", self.fill(templates::RUST_BUILD)));
             }
             Language::Python => {
-                let missing = if mutate {
-                    templates::PYTHON_MUTATE
-                } else {
-                    templates::PYTHON_VALIDATE
-                };
+                let missing = self.by_kind(templates::PYTHON_VALIDATE, templates::PYTHON_MUTATE);
                 let app = templates::PYTHON_APP.replace("{{python_missing}}\n", missing);
                 files.push(("app.py", self.fill(&app)));
                 files.push(("build.sh", self.fill(templates::PYTHON_BUILD)));
                 files.push(("wit/policy.wit", WIT.to_owned()));
             }
             Language::Js => {
-                let missing = if mutate {
-                    templates::JS_MUTATE
-                } else {
-                    templates::JS_VALIDATE
-                };
+                let missing = self.by_kind(templates::JS_VALIDATE, templates::JS_MUTATE);
                 let policy = templates::JS_POLICY.replace("{{js_missing}}\n", missing);
                 files.push(("policy.js", self.fill(&policy)));
                 files.push(("package.json", templates::JS_PACKAGE.to_owned()));
@@ -195,6 +178,14 @@ impl Scaffold {
             }
         }
         Ok(files)
+    }
+
+    /// The validating or the mutating variant of a template, by the kind scaffolded.
+    fn by_kind(&self, validate: &'static str, mutate: &'static str) -> &'static str {
+        match self.kind {
+            Kind::Validate => validate,
+            Kind::Mutate => mutate,
+        }
     }
 
     /// Substitutes the placeholders every template may use.
