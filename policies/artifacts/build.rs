@@ -56,7 +56,13 @@ fn main() {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target_dir = out_dir.join("target");
 
-    for input in ["policies/wit", "policies/sdk", "Cargo.lock", "Cargo.toml"] {
+    for input in [
+        "policies/wit",
+        "policies/sdk",
+        "policies/rawjson",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
     for policy in POLICIES {

@@ -11,6 +11,8 @@ use wasmhook::config::PolicySet;
 use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits};
 use wasmhook::policy::Enforcement;
 use wasmhook::review::AdmissionInput;
+use wasmhook_policy::Object;
+use wasmhook_policy::object::pointer_token;
 
 /// The engine's default memory ceiling, as `serve` uses it.
 const MAX_MEMORY: usize = 1 << 30;
@@ -39,7 +41,8 @@ pub fn admission_review(data: &[u8]) {
         let mut patched = original.clone();
         json_patch::patch(&mut patched, &mutation.patch).expect("the patch applies to the request's object");
         assert_eq!(
-            patched, mutation.mutated,
+            patched,
+            mutation.mutated(),
             "the patch must give exactly the mutated object"
         );
         for pointer in ["/apiVersion", "/kind", "/metadata/name", "/metadata/namespace"] {
@@ -72,21 +75,65 @@ fn headless_service() -> &'static CompiledPolicy {
     })
 }
 
-/// Two related JSON objects built from `data` (the second is the first with
-/// random edits), through the server's patch computation. Invariants: it
-/// never fails for two valid objects with the same identity; no patch means
-/// equal objects; a patch, applied to the first, gives exactly the second.
+/// Two related JSON objects built from `data`: an original, written compactly
+/// (as the API server sends it) or pretty-printed, and the same object after
+/// a few arbitrary edits made through the SDK's [`Object`] — which writes
+/// back everything it did not touch byte for byte — or the edited object
+/// re-serialized whole, as a policy in another language returns it.
+/// Invariants: the SDK's edits give exactly the edited object; the server's
+/// patch never fails for two valid objects with the same identity, is exactly
+/// `json_patch::diff` of the parsed objects (the server diffs raw text and
+/// parses only what differs); no patch means equal objects; a patch, applied
+/// to the original, gives exactly the edited object.
 pub fn json_patch_roundtrip(data: &[u8]) {
     let mut input = Unstructured::new(data);
-    let Ok((original, mutated)) = related_objects(&mut input) else {
+    let Ok((original, mutated, edits)) = related_objects(&mut input) else {
         return;
     };
-    let computed = wasmhook::patch::compute(&original.to_string(), &mutated.to_string())
+    let Ok((pretty_original, returned_as)) = input
+        .arbitrary::<bool>()
+        .and_then(|pretty| Ok((pretty, input.int_in_range(0..=2u8)?)))
+    else {
+        return;
+    };
+    let original_json = if pretty_original {
+        serde_json::to_string_pretty(&original).expect("a value serializes")
+    } else {
+        original.to_string()
+    };
+
+    let mut object = Object::from_json(&original_json).expect("the original is a JSON object");
+    for (pointer, edit) in &edits {
+        match edit {
+            Some(value) => object.set(pointer, value.clone()),
+            None => object.remove(pointer),
+        }
+        .unwrap_or_else(|error| panic!("the SDK refused the edit {pointer}: {error}"));
+    }
+    let sdk_json = object.to_json();
+    let sdk_result: Value = serde_json::from_str(&sdk_json)
+        .unwrap_or_else(|error| panic!("the SDK wrote invalid JSON ({error}): {sdk_json}"));
+    assert_eq!(
+        sdk_result, mutated,
+        "the SDK's edits {edits:?} give another object: {sdk_json}"
+    );
+
+    let mutated_json = match returned_as {
+        0 => sdk_json,
+        1 => mutated.to_string(),
+        _ => serde_json::to_string_pretty(&mutated).expect("a value serializes"),
+    };
+    let computed = wasmhook::patch::compute(&original_json, mutated_json)
         .unwrap_or_else(|failure| panic!("no patch for two valid objects with the same identity: {failure}"));
     match computed {
         None => assert_eq!(original, mutated, "no patch, but the objects differ"),
         Some(mutation) => {
-            assert_eq!(mutation.mutated, mutated);
+            assert_eq!(mutation.mutated(), mutated);
+            assert_eq!(
+                mutation.patch,
+                json_patch::diff(&original, &mutated),
+                "not json_patch's patch"
+            );
             let mut patched = original.clone();
             json_patch::patch(&mut patched, &mutation.patch).expect("the patch applies");
             assert_eq!(patched, mutated, "the patch does not reproduce the mutated object");
@@ -95,10 +142,14 @@ pub fn json_patch_roundtrip(data: &[u8]) {
     }
 }
 
-/// An object with fixed identity fields and arbitrary content, and a copy
-/// changed by a few arbitrary edits (values replaced, keys added or removed,
-/// array items appended or removed).
-fn related_objects(input: &mut Unstructured<'_>) -> arbitrary::Result<(Value, Value)> {
+/// An edit at a JSON pointer: a value to set (`-` appends to an array), or
+/// `None` to remove.
+type Edit = (String, Option<Value>);
+
+/// An object with fixed identity fields and arbitrary content, a copy changed
+/// by a few arbitrary edits (values replaced, keys added or removed, array
+/// items appended or removed), and those edits.
+fn related_objects(input: &mut Unstructured<'_>) -> arbitrary::Result<(Value, Value, Vec<Edit>)> {
     let mut original = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -113,10 +164,11 @@ fn related_objects(input: &mut Unstructured<'_>) -> arbitrary::Result<(Value, Va
         original["metadata"]["labels"] = value(input, 2)?;
     }
     let mut mutated = original.clone();
+    let mut edits = Vec::new();
     for _ in 0..input.int_in_range(0..=4)? {
-        edit(&mut mutated, input, 0)?;
+        edit(&mut mutated, input, "", &mut edits)?;
     }
-    Ok((original, mutated))
+    Ok((original, mutated, edits))
 }
 
 /// Keys from a small alphabet, so that edits hit existing keys; `~` and `/`
@@ -151,9 +203,11 @@ fn value(input: &mut Unstructured<'_>, depth: u32) -> arbitrary::Result<Value> {
     })
 }
 
-/// One arbitrary edit somewhere below `target`, never of the identity fields.
-fn edit(target: &mut Value, input: &mut Unstructured<'_>, depth: u32) -> arbitrary::Result<()> {
-    let identity = depth == 0;
+/// One arbitrary edit somewhere below `target` (at the JSON pointer `at`),
+/// never of the identity fields, recorded in `edits`.
+fn edit(target: &mut Value, input: &mut Unstructured<'_>, at: &str, edits: &mut Vec<Edit>) -> arbitrary::Result<()> {
+    let identity = at.is_empty();
+    let below = |key: &str| format!("{at}/{}", pointer_token(key));
     match target {
         Value::Object(map) if !map.is_empty() && input.arbitrary()? => {
             let keys: Vec<String> = map
@@ -163,35 +217,60 @@ fn edit(target: &mut Value, input: &mut Unstructured<'_>, depth: u32) -> arbitra
                 .collect();
             if identity && input.arbitrary()? {
                 // Metadata other than the name and namespace may change.
-                let labels = &mut map["metadata"]["labels"];
-                *labels = value(input, 2)?;
+                let labels = value(input, 2)?;
+                map["metadata"]["labels"] = labels.clone();
+                edits.push(("/metadata/labels".into(), Some(labels)));
                 return Ok(());
             }
             match input.choose(&keys) {
                 Ok(key) => {
                     let key = key.clone();
                     match input.int_in_range(0..=2)? {
-                        0 => drop(map.remove(&key)),
-                        1 => map[&key] = value(input, depth + 1)?,
-                        _ => edit(&mut map[&key], input, depth + 1)?,
+                        0 => {
+                            map.remove(&key);
+                            edits.push((below(&key), None));
+                        }
+                        1 => {
+                            let replacement = value(input, 1)?;
+                            map[&key] = replacement.clone();
+                            edits.push((below(&key), Some(replacement)));
+                        }
+                        _ => edit(&mut map[&key], input, &below(&key), edits)?,
                     }
                 }
-                Err(_) => drop(map.insert(input.choose(&KEYS)?.to_string(), value(input, depth + 1)?)),
+                Err(_) => {
+                    let (key, added) = (input.choose(&KEYS)?.to_string(), value(input, 1)?);
+                    edits.push((below(&key), Some(added.clone())));
+                    map.insert(key, added);
+                }
             }
         }
         Value::Object(map) => {
-            let key = input.choose(&KEYS)?.to_string();
-            map.insert(key, value(input, depth + 1)?);
+            let (key, added) = (input.choose(&KEYS)?.to_string(), value(input, 1)?);
+            edits.push((below(&key), Some(added.clone())));
+            map.insert(key, added);
         }
         Value::Array(items) if !items.is_empty() => match input.int_in_range(0..=2)? {
-            0 => drop(items.remove(input.choose_index(items.len())?)),
-            1 => items.push(value(input, depth + 1)?),
+            0 => {
+                let index = input.choose_index(items.len())?;
+                items.remove(index);
+                edits.push((format!("{at}/{index}"), None));
+            }
+            1 => {
+                let added = value(input, 1)?;
+                items.push(added.clone());
+                edits.push((format!("{at}/-"), Some(added)));
+            }
             _ => {
                 let index = input.choose_index(items.len())?;
-                edit(&mut items[index], input, depth + 1)?;
+                edit(&mut items[index], input, &format!("{at}/{index}"), edits)?;
             }
         },
-        other => *other = value(input, depth + 1)?,
+        other => {
+            let replacement = value(input, 1)?;
+            *other = replacement.clone();
+            edits.push((at.to_owned(), Some(replacement)));
+        }
     }
     Ok(())
 }
@@ -215,5 +294,5 @@ pub fn policy_set(data: &[u8]) {
 /// Whether `data` makes [`json_patch_roundtrip`] compare two different
 /// objects: lets a test check that the generator exercises real patches.
 pub fn related_objects_differ(data: &[u8]) -> bool {
-    related_objects(&mut Unstructured::new(data)).is_ok_and(|(original, mutated)| original != mutated)
+    related_objects(&mut Unstructured::new(data)).is_ok_and(|(original, mutated, _)| original != mutated)
 }

@@ -199,7 +199,7 @@ fn interpret(input: &AdmissionInput, verdict: Verdict) -> Result<Interpreted, Po
                 }
                 (_, Some(original)) => original,
             };
-            patch::compute(original, &mutated)?
+            patch::compute(original, mutated)?
         }
         // A denial's mutation is moot.
         _ => None,

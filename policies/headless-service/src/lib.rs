@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use wasmhook_policy::k8s_openapi::api::core::v1::ServiceSpec;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, selector};
 
@@ -128,7 +127,7 @@ impl Policy for HeadlessService {
         let concrete_ip = concrete_cluster_ip(&spec).or_else(|| {
             // An UPDATE that omits the cluster IP keeps the allocated one.
             (request.operation() == Operation::Update)
-                .then(|| request.old_object_at::<ServiceSpec>("/spec").ok().flatten())
+                .then(|| request.old_object_at::<SpecView>("/spec").ok().flatten())
                 .flatten()
                 .and_then(|old| concrete_cluster_ip(&old))
         });
@@ -171,12 +170,24 @@ impl Policy for HeadlessService {
 wasmhook_policy::export_policy!(HeadlessService);
 
 /// The parts of a Service this policy reads, deserialized in one pass:
-/// managed fields, annotations and status are skipped, not allocated.
+/// managed fields, annotations, ports and status are skipped, not allocated.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ServiceView {
     metadata: Metadata,
-    spec: ServiceSpec,
+    spec: SpecView,
+}
+
+/// The fields of a Service's spec this policy reads (k8s-openapi's names).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SpecView {
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<String>,
+    #[serde(rename = "clusterIPs")]
+    cluster_ips: Option<Vec<String>>,
 }
 
 /// Why a Service is selected, for messages; `None` when it is not.
@@ -208,7 +219,7 @@ fn was_external_name(request: &Request<'_>) -> bool {
 }
 
 /// The first cluster IP that is an address (not `None`, not empty).
-fn concrete_cluster_ip(spec: &ServiceSpec) -> Option<String> {
+fn concrete_cluster_ip(spec: &SpecView) -> Option<String> {
     spec.cluster_ip
         .iter()
         .chain(spec.cluster_ips.iter().flatten())

@@ -30,11 +30,7 @@ pub fn validate_settings<P: Policy>(settings_json: &str) -> Result<(), String> {
 pub fn evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<bindings::Verdict, String> {
     install_panic_hook();
     let parts = run_evaluate::<P>(request_json, settings_json)?.into_parts();
-    let mutated_object = parts
-        .mutated_object
-        .map(|object| serde_json::to_string(&object))
-        .transpose()
-        .map_err(|error| format!("cannot serialize the mutated object: {error}"))?;
+    let mutated_object = parts.mutated_object.map(|object| object.to_json());
     Ok(bindings::Verdict {
         allowed: parts.allowed,
         message: parts.message,

@@ -215,7 +215,7 @@ impl<'a> Request<'a> {
         let raw = self
             .object
             .ok_or_else(|| PolicyError::other("the request has no object to mutate"))?;
-        Object::from_json(raw.get())
+        Object::from_valid_json(raw.get())
     }
 
     /// The whole request as kube-core's typed `AdmissionRequest<T>`.

@@ -181,7 +181,7 @@ pub fn denial_message(verdict: &Verdict) -> String {
 pub fn mutated_object(verdict: &Verdict) -> Value {
     assert!(verdict.is_allowed(), "a mutation must allow: {verdict:?}");
     match verdict.mutated_object() {
-        Some(object) => object.as_value().clone(),
+        Some(object) => object.to_value(),
         None => panic!("expected a mutation: {verdict:?}"),
     }
 }

@@ -115,7 +115,7 @@ impl Verdict {
             allowed: self.allowed,
             message: self.message,
             code: self.code,
-            mutated_object: self.mutated_object.map(Object::into_value),
+            mutated_object: self.mutated_object,
             warnings: self.warnings,
             audit_annotations: self.audit_annotations,
         }
@@ -127,7 +127,7 @@ pub(crate) struct VerdictParts {
     pub allowed: bool,
     pub message: Option<String>,
     pub code: Option<u16>,
-    pub mutated_object: Option<serde_json::Value>,
+    pub mutated_object: Option<Object>,
     pub warnings: Vec<String>,
     pub audit_annotations: Vec<(String, String)>,
 }
@@ -150,7 +150,7 @@ mod tests {
         object.set("/a", 2).unwrap();
         let verdict = Verdict::mutate(object);
         assert!(verdict.is_allowed());
-        assert_eq!(verdict.mutated_object().unwrap().as_value(), &json!({"a": 2}));
+        assert_eq!(verdict.mutated_object().unwrap().to_value(), json!({"a": 2}));
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn print_human(
         )?;
         writeln!(out, "\nresulting object:")?;
         let yaml =
-            serde_saphyr::to_string(&mutation.mutated).unwrap_or_else(|error| format!("<cannot render: {error}>"));
+            serde_saphyr::to_string(&mutation.mutated()).unwrap_or_else(|error| format!("<cannot render: {error}>"));
         write!(out, "{yaml}")?;
     }
     Ok(())

@@ -236,7 +236,7 @@ fn check(
     if let Some(expected) = &expect.object {
         let expected = expected.object(&suite.dir)?;
         let actual = match &decision.mutation {
-            Some(mutation) => mutation.mutated.clone(),
+            Some(mutation) => mutation.mutated(),
             None => serde_json::from_str(input.object_json().unwrap_or("null")).unwrap_or(Value::Null),
         };
         if expected != actual {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use wasmhook_policy::object::pointer_token;
-use wasmhook_policy::serde_json::{Map, Value};
+use wasmhook_policy::serde_json::Map;
 use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, validation};
 
 /// The required label keys, and values for those that may be added.
@@ -105,7 +105,7 @@ impl Policy for RequireLabels {
 
         // Every missing label has a default: add them, changing nothing else.
         let mut object = request.mutable_object()?;
-        if object.get("/metadata/labels").is_some_and(Value::is_null) {
+        if object.get("/metadata/labels").is_some_and(|labels| labels.is_null()) {
             object.set("/metadata/labels", Map::new())?;
         }
         let mut added = Vec::with_capacity(missing.len());

@@ -1,0 +1,254 @@
+//! The JSON Patch between two documents, reading only the parts that differ.
+//!
+//! The mutated object a policy returns is, in the common case, the original
+//! text with a few members changed: the SDK writes everything it did not
+//! touch back byte for byte. Comparing raw text first, this diff skips every
+//! identical member without parsing it, and parses only the containers on the
+//! path to a change and the values that changed. When a container was
+//! rewritten wholesale (a policy in another language re-serializes the object
+//! with its own spacing and key order), the raw comparison cannot help, and
+//! that container is parsed and diffed as a whole.
+//!
+//! Either way the result is exactly `json_patch::diff` of the parsed
+//! documents: the same operations in the same order (keys in sorted order, as
+//! `serde_json::Map` iterates them; arrays element by element).
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::Value;
+
+use crate::{Error, Kind, elements, members, validate};
+
+/// The JSON Patch (RFC 6902) that turns `original` into `mutated`.
+///
+/// Both must be valid JSON: every part of `mutated` that differs from
+/// `original` is validated here, and an invalid one is an error.
+pub fn diff(original: &str, mutated: &str) -> Result<Patch, Error> {
+    let mut patch = Patch::default();
+    let (original, mutated) = (trim(original), trim(mutated));
+    if original == mutated {
+        validate(mutated)?;
+    } else {
+        // Expanding a container validates all of its text.
+        diff_raw(original, mutated, &mut PointerBuf::new(), &mut patch)?;
+    }
+    Ok(patch)
+}
+
+/// Without JSON's whitespace (space, tab, line feed, carriage return) around it.
+fn trim(json: &str) -> &str {
+    json.trim_matches([' ', '\t', '\n', '\r'])
+}
+
+fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {
+    if original == mutated {
+        return Ok(());
+    }
+    match (Kind::of(original), Kind::of(mutated)) {
+        (Kind::Object, Kind::Object) | (Kind::Array, Kind::Array) if mostly_rewritten(original, mutated) => {
+            diff_parsed(original, mutated, path, patch)
+        }
+        (Kind::Object, Kind::Object) => diff_objects(original, mutated, path, patch),
+        (Kind::Array, Kind::Array) => diff_arrays(original, mutated, path, patch),
+        _ => {
+            let original: Value = serde_json::from_str(original)?;
+            let mutated: Value = serde_json::from_str(mutated)?;
+            if original != mutated {
+                patch.0.push(PatchOperation::Replace(ReplaceOperation {
+                    path: path.clone(),
+                    value: mutated,
+                }));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether less than half of the shorter text is shared at its start and end:
+/// then (nearly) every member differs in its bytes, and expanding members
+/// level by level would re-read the same bytes once per level.
+fn mostly_rewritten(original: &str, mutated: &str) -> bool {
+    let (a, b) = (original.as_bytes(), mutated.as_bytes());
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (prefix + suffix) * 2 < a.len().min(b.len())
+}
+
+fn diff_objects(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {
+    // A JSON reader keeps the last of duplicate keys; BTreeMap::insert does too.
+    let original: BTreeMap<_, _> = members(original)?.into_iter().collect();
+    let mutated: BTreeMap<_, _> = members(mutated)?.into_iter().collect();
+    for (key, mutated_value) in &mutated {
+        path.push_back(key.as_ref());
+        match original.get(key) {
+            Some(original_value) => diff_raw(original_value, mutated_value, path, patch)?,
+            None => patch.0.push(PatchOperation::Add(AddOperation {
+                path: path.clone(),
+                value: serde_json::from_str(mutated_value)?,
+            })),
+        }
+        path.pop_back();
+    }
+    for key in original.keys().filter(|key| !mutated.contains_key(*key)) {
+        path.push_back(key.as_ref());
+        patch
+            .0
+            .push(PatchOperation::Remove(RemoveOperation { path: path.clone() }));
+        path.pop_back();
+    }
+    Ok(())
+}
+
+/// Element by element, as `json_patch::diff` does: a changed element is
+/// diffed in place, extra elements are removed from the end or added.
+fn diff_arrays(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {
+    let original = elements(original)?;
+    let mutated = elements(mutated)?;
+    let mut removed = 0;
+    for index in 0..original.len().max(mutated.len()) {
+        path.push_back(index - removed);
+        match (original.get(index), mutated.get(index)) {
+            (Some(original_element), Some(mutated_element)) => {
+                diff_raw(original_element, mutated_element, path, patch)?;
+            }
+            (Some(_), None) => {
+                removed += 1;
+                patch
+                    .0
+                    .push(PatchOperation::Remove(RemoveOperation { path: path.clone() }));
+            }
+            (None, Some(mutated_element)) => patch.0.push(PatchOperation::Add(AddOperation {
+                path: path.clone(),
+                value: serde_json::from_str(mutated_element)?,
+            })),
+            (None, None) => unreachable!("index < the longer length"),
+        }
+        path.pop_back();
+    }
+    Ok(())
+}
+
+/// Parses both containers and diffs the trees, under `path`.
+fn diff_parsed(original: &str, mutated: &str, path: &PointerBuf, patch: &mut Patch) -> Result<(), Error> {
+    let original: Value = serde_json::from_str(original)?;
+    let mutated: Value = serde_json::from_str(mutated)?;
+    for mut operation in json_patch::diff(&original, &mutated).0 {
+        let relative = match &mut operation {
+            PatchOperation::Add(operation) => &mut operation.path,
+            PatchOperation::Remove(operation) => &mut operation.path,
+            PatchOperation::Replace(operation) => &mut operation.path,
+            PatchOperation::Move(operation) => &mut operation.path,
+            PatchOperation::Copy(operation) => &mut operation.path,
+            PatchOperation::Test(operation) => &mut operation.path,
+        };
+        *relative = path.concat(relative);
+        patch.0.push(operation);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The oracle: json_patch's diff of the parsed documents, which applied to
+    /// the original must give the mutated document.
+    fn check(original: &str, mutated: &str) -> Patch {
+        let patch = diff(original, mutated).unwrap_or_else(|error| panic!("{error}: {original} -> {mutated}"));
+        let parsed_original: Value = serde_json::from_str(original).unwrap();
+        let parsed_mutated: Value = serde_json::from_str(mutated).unwrap();
+        assert_eq!(
+            patch,
+            json_patch::diff(&parsed_original, &parsed_mutated),
+            "{original} -> {mutated}"
+        );
+        let mut reproduced = parsed_original;
+        json_patch::patch(&mut reproduced, &patch).unwrap();
+        assert_eq!(reproduced, parsed_mutated);
+        patch
+    }
+
+    const SERVICE: &str = r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"db-headless","namespace":"data","labels":{"app":"db"},"managedFields":[{"manager":"kubectl","operation":"Update","fieldsV1":{"f:spec":{"f:ports":{}}}}]},"spec":{"ports":[{"name":"pg","port":5432,"targetPort":5432}],"selector":{"app":"db"},"type":"ClusterIP"},"status":{"loadBalancer":{}}}"#;
+
+    #[test]
+    fn a_spliced_change_is_found_without_parsing_the_rest() {
+        let mutated = SERVICE.replace(
+            r#""type":"ClusterIP""#,
+            r#""type":"ClusterIP","clusterIP":"None","clusterIPs":["None"]"#,
+        );
+        let patch = check(SERVICE, &mutated);
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!([
+                {"op": "add", "path": "/spec/clusterIP", "value": "None"},
+                {"op": "add", "path": "/spec/clusterIPs", "value": ["None"]},
+            ])
+        );
+    }
+
+    #[test]
+    fn identical_documents_give_an_empty_patch() {
+        assert!(check(SERVICE, SERVICE).0.is_empty());
+        assert!(check(SERVICE, &format!("  {SERVICE}\n")).0.is_empty());
+    }
+
+    #[test]
+    fn a_reformatted_document_is_diffed_by_value() {
+        let original: Value = serde_json::from_str(SERVICE).unwrap();
+        let mut mutated = original.clone();
+        mutated["spec"]["clusterIP"] = json!("None");
+        mutated["metadata"]["labels"].as_object_mut().unwrap().remove("app");
+        // Pretty-printed and with keys sorted: no member keeps its bytes.
+        let patch = check(SERVICE, &serde_json::to_string_pretty(&mutated).unwrap());
+        assert_eq!(patch.0.len(), 2);
+    }
+
+    #[test]
+    fn the_same_values_written_differently_are_no_change() {
+        check(r#"{"a":{"b":1,"c":[true,null]}}"#, r#"{"a":{"c":[true, null],"b":1}}"#);
+        check(r#"{"a":"\u0041"}"#, r#"{"a":"A"}"#);
+        assert!(diff(r#"{"a":"\u0041"}"#, r#"{"a":"A"}"#).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn every_kind_of_change_matches_json_patch() {
+        let cases = [
+            (r#"{"a":1}"#, r#"{"a":2}"#),
+            (r#"{"a":1,"b":2}"#, r#"{"b":2}"#),
+            (r#"{"a":[1,2,3]}"#, r#"{"a":[1]}"#),
+            (r#"{"a":[1]}"#, r#"{"a":[1,{"x":2},3]}"#),
+            (r#"{"a":[{"x":1},{"x":2}]}"#, r#"{"a":[{"x":1},{"x":3,"y":[]}]}"#),
+            (r#"{"a":{"b":{}}}"#, r#"{"a":[]}"#),
+            (r#"{"a":null}"#, r#"{"a":{"b":null}}"#),
+            (r#"{"a~b/c":1,"d":2}"#, r#"{"a~b/c":2,"e":3}"#),
+            (r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
+            (r#"{"a":1.5e3}"#, r#"{"a":1500.0}"#),
+            (r#"[1,2]"#, r#"{"a":1}"#),
+            (r#""x""#, r#""y""#),
+            (
+                r#"{"big":"................................","z":1}"#,
+                r#"{"z":2,"big":"................................"}"#,
+            ),
+        ];
+        for (original, mutated) in cases {
+            check(original, mutated);
+            check(mutated, original);
+        }
+    }
+
+    #[test]
+    fn invalid_mutated_json_is_an_error() {
+        assert!(diff(SERVICE, r#"{"apiVersion":"v1""#).is_err());
+        assert!(diff(SERVICE, &SERVICE.replace(r#""app":"db"}"#, r#""app":db}"#)).is_err());
+        assert!(diff(r#"{"a":1}"#, r#"{"a":1} trailing"#).is_err());
+    }
+}
