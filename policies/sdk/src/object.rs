@@ -136,7 +136,7 @@ impl Object {
                 Node::Array(items) => &items.parts.get(array_index_of(token)?)?.node,
             };
         }
-        Some(self.value_of(node))
+        Some(value_of(&self.text, node))
     }
 
     /// The string at a JSON pointer, if there is one.
@@ -258,7 +258,7 @@ impl Object {
 
     /// The document, parsed.
     pub fn to_value(&self) -> Value {
-        self.value_of(&self.root)
+        value_of(&self.text, &self.root)
     }
 
     /// The document, consumed.
@@ -336,21 +336,6 @@ impl Object {
         };
         self.changed |= changed;
         Ok(())
-    }
-
-    fn value_of(&self, node: &Node) -> Value {
-        match node {
-            Node::Raw(range) => parse_valid(&self.text[range.clone()]),
-            Node::Object(members) => Value::Object(
-                members
-                    .parts
-                    .iter()
-                    .map(|member| (member.key.clone(), self.value_of(&member.node)))
-                    .collect(),
-            ),
-            Node::Array(items) => Value::Array(items.parts.iter().map(|item| self.value_of(&item.node)).collect()),
-            Node::Value(value) => value.clone(),
-        }
     }
 
     fn write(&self, node: &Node, json: &mut Vec<u8>) {
@@ -511,12 +496,26 @@ fn split_or_create(text: &str, node: &mut Node, pointer: &str) -> Result<(), Pol
     }
 }
 
+/// The value of a part of the document, parsed.
+fn value_of(text: &str, node: &Node) -> Value {
+    match node {
+        Node::Raw(range) => parse_valid(&text[range.clone()]),
+        Node::Object(members) => Value::Object(
+            members
+                .parts
+                .iter()
+                .map(|member| (member.key.clone(), value_of(text, &member.node)))
+                .collect(),
+        ),
+        Node::Array(items) => Value::Array(items.parts.iter().map(|item| value_of(text, &item.node)).collect()),
+        Node::Value(value) => value.clone(),
+    }
+}
+
 fn value_equals(text: &str, node: &Node, value: &Value) -> bool {
     match node {
-        Node::Raw(range) => parse_valid(&text[range.clone()]) == *value,
         Node::Value(current) => current == value,
-        // Split containers are on the path to an edit: compare them whole.
-        Node::Object(_) | Node::Array(_) => false,
+        node => value_of(text, node) == *value,
     }
 }
 
@@ -811,6 +810,18 @@ mod tests {
             error.contains("/metadata/labels/a/b") && error.contains("scalar"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn setting_an_edited_container_to_its_own_value_is_not_a_change() {
+        let mut object = Object::from_json(SERVICE).unwrap();
+        object.set("/spec/ports/0/port", 5432).unwrap();
+        assert!(!object.is_changed(), "the same port");
+        // /spec and /spec/ports are split now; set them to what they hold.
+        let spec = object.get("/spec").unwrap();
+        object.set("/spec", spec).unwrap();
+        assert!(!object.is_changed(), "the same spec");
+        assert_eq!(object.to_json(), SERVICE);
     }
 
     #[test]
