@@ -120,8 +120,9 @@ impl<'de> Visitor<'de> for ElementsVisitor {
     }
 }
 
-/// An object key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+/// An object key, borrowed from the input when it has no escapes: what to
+/// deserialize a key into to compare it without copying it.
+pub struct Key<'de>(pub Cow<'de, str>);
 
 impl<'de> de::Deserialize<'de> for Key<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
