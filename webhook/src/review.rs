@@ -1,10 +1,12 @@
 //! Reading an `admission.k8s.io/v1` AdmissionReview on the host.
 //!
-//! The body is parsed once: the envelope is checked, the few header fields
-//! the server needs (uid, kind, operation, name…) are read, and the `request`
+//! The body is validated once, as serde_json reads the envelope; the `request`
 //! member is kept as the exact bytes the API server sent, which the policy
-//! receives without re-serialization. The object is parsed on the host only
-//! when a policy returns a mutation and the patch must be computed.
+//! receives without re-serialization. The few header fields the server needs
+//! (uid, kind, operation, name…) are then read from that validated text with
+//! `wasmhook_rawjson::from_valid_str`, which delimits the object instead of
+//! validating it a second time. The object is parsed on the host only when a
+//! policy returns a mutation and the patch must be computed.
 
 use std::ops::Range;
 
@@ -12,6 +14,7 @@ use kube::core::GroupVersionKind;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use wasmhook_rawjson::RawText;
 
 /// The API version of the reviews wasmhook answers.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -83,9 +86,9 @@ struct Header<'a> {
     #[serde(default)]
     dry_run: Option<bool>,
     #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
+    old_object: Option<RawText<'a>>,
 }
 
 /// The operation as the API server spells it: `CREATE`, `UPDATE`…
@@ -132,20 +135,29 @@ impl AdmissionInput {
             .request
             .filter(|raw| raw.get() != "null")
             .ok_or(ReviewError::MissingRequest)?;
-        Self::from_request(request.get().to_owned())
+        // Validated with the envelope: read, not validated again.
+        let request_json = request.get().to_owned();
+        let header = wasmhook_rawjson::from_valid_str(&request_json);
+        Self::from_header(header, &request_json).map(|input| input.with_json(request_json))
     }
 
-    /// Reads the `request` member of a review, given as JSON.
+    /// Reads (and validates) the `request` member of a review, given as JSON.
     pub fn from_request(request_json: String) -> Result<Self, ReviewError> {
-        let header: Header<'_> =
-            serde_json::from_str(&request_json).map_err(|error| ReviewError::MalformedRequest(error.to_string()))?;
+        let header = serde_json::from_str(&request_json);
+        Self::from_header(header, &request_json).map(|input| input.with_json(request_json))
+    }
+
+    /// The input a header describes; `request_json` (which the header
+    /// borrows, so it cannot be moved in yet) is set by [`Self::with_json`].
+    fn from_header(header: Result<Header<'_>, serde_json::Error>, request_json: &str) -> Result<Self, ReviewError> {
+        let header = header.map_err(|error| ReviewError::MalformedRequest(error.to_string()))?;
         if header.uid.is_empty() {
             return Err(ReviewError::MissingUid);
         }
-        let span = |raw: Option<&RawValue>| {
-            raw.filter(|raw| raw.get() != "null").map(|raw| {
-                let start = raw.get().as_ptr() as usize - request_json.as_ptr() as usize;
-                start..start + raw.get().len()
+        let span = |raw: Option<RawText<'_>>| {
+            raw.filter(|RawText(raw)| *raw != "null").map(|RawText(raw)| {
+                let start = raw.as_ptr() as usize - request_json.as_ptr() as usize;
+                start..start + raw.len()
             })
         };
         let object = span(header.object);
@@ -157,6 +169,7 @@ impl AdmissionInput {
             )));
         }
         Ok(Self {
+            request_json: String::new(),
             uid: header.uid,
             kind: header.kind,
             sub_resource: header.sub_resource.filter(|s| !s.is_empty()),
@@ -165,8 +178,11 @@ impl AdmissionInput {
             operation: header.operation,
             dry_run: header.dry_run.unwrap_or(false),
             object,
-            request_json,
         })
+    }
+
+    fn with_json(self, request_json: String) -> Self {
+        Self { request_json, ..self }
     }
 
     /// The request's uid, echoed in the response.
@@ -239,6 +255,24 @@ mod tests {
             input.object_json(),
             Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#)
         );
+    }
+
+    #[test]
+    fn invalid_json_anywhere_in_the_object_is_rejected_before_a_policy_sees_it() {
+        // Policies read the request without validating it again: the server
+        // must have validated every byte, including those it never reads.
+        let invalid = REQUEST.replace(r#"{"name":"web"}"#, r#"{"name":"web","x":[tru]}"#);
+        assert!(matches!(
+            AdmissionInput::from_review(review(&invalid).as_bytes()),
+            Err(ReviewError::NotJson(reason)) if reason.contains("line")
+        ));
+        assert!(matches!(
+            AdmissionInput::from_request(invalid),
+            Err(ReviewError::MalformedRequest(reason)) if reason.contains("line")
+        ));
+        let from_request = AdmissionInput::from_request(REQUEST.to_owned()).unwrap();
+        let from_review = AdmissionInput::from_review(review(REQUEST).as_bytes()).unwrap();
+        assert_eq!(format!("{from_request:?}"), format!("{from_review:?}"));
     }
 
     #[test]

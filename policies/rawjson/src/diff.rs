@@ -23,17 +23,13 @@ use crate::{Error, Kind, elements, members, validate};
 
 /// The JSON Patch (RFC 6902) that turns `original` into `mutated`.
 ///
-/// Both must be valid JSON: every part of `mutated` that differs from
-/// `original` is validated here, and an invalid one is an error.
+/// `original` must be valid JSON (the server's copy of the object it
+/// validated with the review). `mutated` — what a policy returned — is
+/// checked: every part of it is either byte for byte a part of `original`,
+/// and so valid, or validated here; invalid JSON is an error.
 pub fn diff(original: &str, mutated: &str) -> Result<Patch, Error> {
     let mut patch = Patch::default();
-    let (original, mutated) = (trim(original), trim(mutated));
-    if original == mutated {
-        validate(mutated)?;
-    } else {
-        // Expanding a container validates all of its text.
-        diff_raw(original, mutated, &mut PointerBuf::new(), &mut patch)?;
-    }
+    diff_raw(trim(original), trim(mutated), &mut PointerBuf::new(), &mut patch)?;
     Ok(patch)
 }
 
@@ -71,20 +67,60 @@ fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Pa
 /// level by level would re-read the same bytes once per level.
 fn mostly_rewritten(original: &str, mutated: &str) -> bool {
     let (a, b) = (original.as_bytes(), mutated.as_bytes());
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..]
-        .iter()
-        .rev()
-        .zip(b[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
+    let prefix = common_prefix(a, b);
+    let suffix = common_suffix(&a[prefix..], &b[prefix..]);
     (prefix + suffix) * 2 < a.len().min(b.len())
+}
+
+/// Bytes compared per step: a slice comparison (`memcmp`) per block, then
+/// byte by byte inside the block that differs.
+const BLOCK: usize = 64;
+
+/// How many leading bytes `a` and `b` share.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let length = a.len().min(b.len());
+    let mut shared = 0;
+    while shared + BLOCK <= length && a[shared..shared + BLOCK] == b[shared..shared + BLOCK] {
+        shared += BLOCK;
+    }
+    shared
+        + a[shared..length]
+            .iter()
+            .zip(&b[shared..length])
+            .take_while(|(x, y)| x == y)
+            .count()
+}
+
+/// How many trailing bytes `a` and `b` share.
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let length = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - length..], &b[b.len() - length..]);
+    let mut shared = 0;
+    while shared + BLOCK <= length
+        && a[length - shared - BLOCK..length - shared] == b[length - shared - BLOCK..length - shared]
+    {
+        shared += BLOCK;
+    }
+    shared
+        + a[..length - shared]
+            .iter()
+            .rev()
+            .zip(b[..length - shared].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
 }
 
 fn diff_objects(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {
     // A JSON reader keeps the last of duplicate keys; BTreeMap::insert does too.
     let original: BTreeMap<_, _> = members(original)?.into_iter().collect();
-    let mutated: BTreeMap<_, _> = members(mutated)?.into_iter().collect();
+    let mut mutated_members = BTreeMap::new();
+    for (key, value) in members(mutated)? {
+        if let Some(shadowed) = mutated_members.insert(key, value) {
+            // Read by nothing below, but part of the document: it must be valid.
+            validate(shadowed)?;
+        }
+    }
+    let mutated = mutated_members;
     for (key, mutated_value) in &mutated {
         path.push_back(key.as_ref());
         match original.get(key) {
@@ -243,6 +279,21 @@ mod tests {
             check(original, mutated);
             check(mutated, original);
         }
+    }
+
+    #[test]
+    fn shared_prefixes_and_suffixes_are_counted_exactly() {
+        let text: Vec<u8> = (0..300_u32).map(|index| b'a' + (index % 26) as u8).collect();
+        for change in [0, 1, 63, 64, 65, 150, 299] {
+            let mut other = text.clone();
+            other[change] = b'#';
+            assert_eq!(common_prefix(&text, &other), change);
+            assert_eq!(common_suffix(&text, &other), 299 - change);
+        }
+        assert_eq!(common_prefix(&text, &text[..100]), 100);
+        assert_eq!(common_suffix(&text, &text[200..]), 100);
+        assert_eq!(common_prefix(b"", b"abc"), 0);
+        assert_eq!(common_suffix(b"xbc", b"abc"), 2);
     }
 
     #[test]

@@ -8,24 +8,36 @@
 //!
 //! - [`members`] and [`elements`] split one JSON object or array into its
 //!   members as *raw text* — exact slices of the input, nothing allocated for
-//!   the values. The SDK's `Object` expands only the containers on the path
-//!   to an edit and writes everything else back byte for byte.
+//!   the values, found by a scanner that delimits them without parsing them.
+//!   The SDK's `Object` expands only the containers on the path to an edit
+//!   and writes everything else back byte for byte.
+//! - [`from_valid_str`] deserializes a type from text already validated (the
+//!   server validates each review once, as it arrives), reading only the
+//!   members the type keeps; [`RawText`] passes a member on unread.
 //! - [`diff`] computes the JSON Patch between two documents, descending only
 //!   into the parts whose bytes differ. Its patch is exactly the one
 //!   `json_patch::diff` computes on the parsed documents (tested, and fuzzed).
 //!
-//! Every function validates what it reads with `serde_json`: invalid JSON is an
-//! error with its line and column, never a wrong answer.
+//! What is validated, and where, is part of each function's contract: the
+//! splitters check the structure of the container they split, and leave its
+//! values to whoever parses them; [`diff`] validates every part of the
+//! mutated document that is not byte for byte the (valid) original's; scalars
+//! are always parsed by serde_json. Invalid JSON is an error with its line and
+//! column (or its JSON pointer), never a wrong answer.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer as _, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Visitor};
 use serde_json::value::RawValue;
 
 mod diff;
+mod scan;
+mod valid;
 
 pub use diff::diff;
+pub use scan::{Elements, Member, Members, elements, members};
+pub use valid::{RawText, from_valid_str};
 
 /// The error of every function here: the JSON is invalid (with its line and
 /// column) or is not the kind of value asked for.
@@ -58,66 +70,6 @@ impl Kind {
 pub fn validate(json: &str) -> Result<&str, Error> {
     let raw: &RawValue = serde_json::from_str(json)?;
     Ok(raw.get())
-}
-
-/// One member of an object: its key (unescaped; borrowed unless the key has
-/// escapes) and its value as raw text.
-pub type Member<'a> = (Cow<'a, str>, &'a str);
-
-/// The members of the JSON object `json`, in document order, each value as the
-/// exact slice of `json` it was written as. Duplicate keys are all returned,
-/// in order (a JSON reader keeps the last).
-pub fn members(json: &str) -> Result<Vec<Member<'_>>, Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let members = deserializer.deserialize_map(MembersVisitor)?;
-    deserializer.end()?;
-    Ok(members)
-}
-
-/// The elements of the JSON array `json`, in order, each as the exact slice of
-/// `json` it was written as.
-pub fn elements(json: &str) -> Result<Vec<&str>, Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(json);
-    let elements = deserializer.deserialize_seq(ElementsVisitor)?;
-    deserializer.end()?;
-    Ok(elements)
-}
-
-struct MembersVisitor;
-
-impl<'de> Visitor<'de> for MembersVisitor {
-    type Value = Vec<Member<'de>>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        while let Some(Key(key)) = map.next_key()? {
-            let value: &'de RawValue = map.next_value()?;
-            members.push((key, value.get()));
-        }
-        Ok(members)
-    }
-}
-
-struct ElementsVisitor;
-
-impl<'de> Visitor<'de> for ElementsVisitor {
-    type Value = Vec<&'de str>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(8));
-        while let Some(element) = seq.next_element::<&'de RawValue>()? {
-            elements.push(element.get());
-        }
-        Ok(elements)
-    }
 }
 
 /// An object key, borrowed from the input when it has no escapes: what to
@@ -155,47 +107,6 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn members_are_exact_slices_in_document_order() {
-        let json = r#" { "b" : [1, 2] ,"a":{"x":"y"}, "esc\u0061ped": null, "b": 3 } "#;
-        let members = members(json).unwrap();
-        let keys: Vec<&str> = members.iter().map(|(key, _)| key.as_ref()).collect();
-        assert_eq!(keys, ["b", "a", "escaped", "b"]);
-        let values: Vec<&str> = members.iter().map(|(_, value)| *value).collect();
-        assert_eq!(values, ["[1, 2]", r#"{"x":"y"}"#, "null", "3"]);
-        assert!(matches!(members[0].0, Cow::Borrowed(_)), "plain keys are not copied");
-        assert!(matches!(members[2].0, Cow::Owned(_)));
-    }
-
-    #[test]
-    fn elements_are_exact_slices() {
-        assert_eq!(
-            elements(r#"[ 1,"two" , {"three": 3}, [] ]"#).unwrap(),
-            ["1", r#""two""#, r#"{"three": 3}"#, "[]"]
-        );
-        assert!(elements("[]").unwrap().is_empty());
-    }
-
-    #[test]
-    fn invalid_json_and_wrong_kinds_are_errors_with_a_position() {
-        let error = members(r#"{"a": [1, }"#).unwrap_err().to_string();
-        assert!(error.contains("line 1 column"), "{error}");
-        assert!(
-            members("[1]")
-                .unwrap_err()
-                .to_string()
-                .contains("expected a JSON object")
-        );
-        assert!(
-            elements(r#"{"a": 1}"#)
-                .unwrap_err()
-                .to_string()
-                .contains("expected a JSON array")
-        );
-        assert!(members(r#"{"a": 1} x"#).is_err(), "trailing characters");
-        assert!(validate("{} {}").is_err());
-    }
 
     #[test]
     fn kinds_and_validation() {

@@ -13,10 +13,18 @@ pub fn run_validate_settings<P: Policy>(settings_json: &str) -> Result<P::Settin
     Ok(settings)
 }
 
-/// Parses the settings and the request and evaluates the policy.
+/// Parses the settings and the request — validating all of it — and
+/// evaluates the policy.
 pub fn run_evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<Verdict, String> {
+    evaluate_request::<P>(Request::parse(request_json), settings_json)
+}
+
+fn evaluate_request<P: Policy>(
+    request: Result<Request<'_>, PolicyError>,
+    settings_json: &str,
+) -> Result<Verdict, String> {
     let settings = settings::parse::<P::Settings>(settings_json).map_err(|error| error.to_string())?;
-    let request = Request::parse(request_json).map_err(|error| error.to_string())?;
+    let request = request.map_err(|error| error.to_string())?;
     P::evaluate(&request, &settings).map_err(|error: PolicyError| error.to_string())
 }
 
@@ -29,7 +37,8 @@ pub fn validate_settings<P: Policy>(settings_json: &str) -> Result<(), String> {
 /// The `evaluate` export.
 pub fn evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<bindings::Verdict, String> {
     install_panic_hook();
-    let parts = run_evaluate::<P>(request_json, settings_json)?.into_parts();
+    // The server validated the review: the request is read, not re-validated.
+    let parts = evaluate_request::<P>(Request::from_server(request_json), settings_json)?.into_parts();
     let mutated_object = parts.mutated_object.map(|object| object.to_json());
     Ok(bindings::Verdict {
         allowed: parts.allowed,

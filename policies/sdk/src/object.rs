@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wasmhook_rawjson::Kind;
 
-use crate::PolicyError;
+use crate::{PolicyError, pointer};
 
 /// An object being mutated. Hand it to [`crate::Verdict::mutate`].
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ impl Object {
                 Node::Raw(range) => return raw_get(&self.text[range.clone()], &tokens[depth..]),
                 Node::Value(value) => return value_get(value, &tokens[depth..]),
                 Node::Object(members) => &members.parts[members.position(token)?].node,
-                Node::Array(items) => &items.parts.get(array_index_of(token)?)?.node,
+                Node::Array(items) => &items.parts.get(pointer::array_index(token)?)?.node,
             };
         }
         Some(value_of(&self.text, node))
@@ -169,7 +169,7 @@ impl Object {
             split(&self.text, node, pointer)?;
             let child = match node {
                 Node::Object(members) => members.position(token).map(|index| &mut members.parts[index].node),
-                Node::Array(items) => array_index_of(token)
+                Node::Array(items) => pointer::array_index(token)
                     .and_then(|index| items.parts.get_mut(index))
                     .map(|element| &mut element.node),
                 _ => None,
@@ -521,22 +521,8 @@ fn value_equals(text: &str, node: &Node, value: &Value) -> bool {
 
 /// The value at `tokens` inside the valid JSON `raw`, parsing only that value.
 fn raw_get(raw: &str, tokens: &[String]) -> Option<Value> {
-    let mut current = raw;
-    for token in tokens {
-        current = match Kind::of(current) {
-            Kind::Object => {
-                wasmhook_rawjson::members(current)
-                    .ok()?
-                    .into_iter()
-                    .rev()
-                    .find(|(key, _)| key == token)?
-                    .1
-            }
-            Kind::Array => *wasmhook_rawjson::elements(current).ok()?.get(array_index_of(token)?)?,
-            Kind::Scalar => return None,
-        };
-    }
-    serde_json::from_str(current).ok()
+    let part = pointer::find_tokens(raw, tokens).ok()??;
+    serde_json::from_str(part).ok()
 }
 
 fn value_get(value: &Value, tokens: &[String]) -> Option<Value> {
@@ -544,7 +530,7 @@ fn value_get(value: &Value, tokens: &[String]) -> Option<Value> {
     for token in tokens {
         current = match current {
             Value::Object(map) => map.get(token)?,
-            Value::Array(items) => items.get(array_index_of(token)?)?,
+            Value::Array(items) => items.get(pointer::array_index(token)?)?,
             _ => return None,
         };
     }
@@ -571,7 +557,7 @@ fn tokens(pointer: &str) -> Result<Vec<String>, PolicyError> {
     };
     Ok(rest
         .split('/')
-        .map(|token| token.replace("~1", "/").replace("~0", "~"))
+        .map(|token| pointer::unescape(token).into_owned())
         .collect())
 }
 
@@ -582,14 +568,8 @@ pub fn pointer_token(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// An array index as RFC 6901 writes it: digits, no leading zero.
-fn array_index_of(token: &str) -> Option<usize> {
-    let canonical = token.bytes().all(|byte| byte.is_ascii_digit()) && (token == "0" || !token.starts_with('0'));
-    canonical.then(|| token.parse().ok()).flatten()
-}
-
 fn array_index(pointer: &str, token: &str, len: usize) -> Result<usize, PolicyError> {
-    match array_index_of(token) {
+    match pointer::array_index(token) {
         Some(index) if index < len => Ok(index),
         _ => Err(edit_error(
             pointer,

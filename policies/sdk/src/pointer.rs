@@ -1,125 +1,83 @@
 //! Finding one member of a JSON document by JSON pointer (RFC 6901) without
-//! parsing the rest: serde skips every other member in place, allocating
-//! nothing for it. This is what lets a policy read `/spec` or
+//! parsing the rest: the containers on the way are only delimited
+//! ([`wasmhook_rawjson::Members`]), and nothing is allocated for the members
+//! passed over. This is what lets a policy read `/spec` or
 //! `/metadata/labels` of a large object (managed fields, status, a pod
 //! template) for a fraction of the cost of deserializing all of it.
+//!
+//! One walk serves every reader of the SDK ([`crate::Request::object_at`] and
+//! [`crate::Object::get`]), so both agree: of duplicate keys the last one
+//! counts, as for a JSON reader, and an array index is written as RFC 6901
+//! says (digits, no leading zero, no sign).
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-use wasmhook_rawjson::Key;
+use serde::de::Error as _;
+use wasmhook_rawjson::{Elements, Kind, Members};
 
-/// The raw JSON at `pointer` inside `document`: `Ok(None)` when a member or
-/// index on the way is missing or a scalar is in the way; an error when
-/// `pointer` is not a JSON pointer or `document` is not valid JSON.
-pub fn find<'a>(document: &'a RawValue, pointer: &str) -> Result<Option<&'a RawValue>, serde_json::Error> {
+/// The raw JSON at `pointer` inside `document` (valid JSON): `Ok(None)` when
+/// a member or index on the way is missing or a scalar is in the way; an
+/// error when `pointer` is not a JSON pointer or a container on the way is
+/// malformed.
+pub fn find<'a>(document: &'a str, pointer: &str) -> Result<Option<&'a str>, serde_json::Error> {
     if pointer.is_empty() {
         return Ok(Some(document));
     }
     let Some(path) = pointer.strip_prefix('/') else {
-        return Err(de::Error::custom(format!(
+        return Err(serde_json::Error::custom(format!(
             "{pointer:?} is not a JSON pointer: it must be empty or start with '/'"
         )));
     };
+    find_tokens(document, path.split('/').map(unescape))
+}
+
+/// [`find`], by tokens already unescaped.
+pub fn find_tokens<T: AsRef<str>>(
+    document: &str,
+    tokens: impl IntoIterator<Item = T>,
+) -> Result<Option<&str>, serde_json::Error> {
     let mut current = document;
-    for token in path.split('/') {
-        let token = unescape(token);
-        let mut deserializer = serde_json::Deserializer::from_str(current.get());
-        let member = Member { token: &token };
-        match member.deserialize(&mut deserializer)? {
-            Some(member) => current = member,
+    for token in tokens {
+        let token = token.as_ref();
+        let found = match Kind::of(current) {
+            Kind::Object => {
+                let mut last = None;
+                for member in Members::new(current)? {
+                    let (key, value) = member?;
+                    if key == token {
+                        last = Some(value);
+                    }
+                }
+                last
+            }
+            Kind::Array => match array_index(token) {
+                Some(index) => Elements::new(current)?.nth(index).transpose()?,
+                None => None,
+            },
+            Kind::Scalar => None,
+        };
+        match found {
+            Some(part) => current = part,
             None => return Ok(None),
         }
     }
     Ok(Some(current))
 }
 
+/// An array index as RFC 6901 writes it: digits, no leading zero.
+pub fn array_index(token: &str) -> Option<usize> {
+    let canonical = !token.is_empty()
+        && token.bytes().all(|byte| byte.is_ascii_digit())
+        && (token == "0" || !token.starts_with('0'));
+    canonical.then(|| token.parse().ok()).flatten()
+}
+
 /// `~1` is `/` and `~0` is `~` inside a pointer's tokens.
-fn unescape(token: &str) -> Cow<'_, str> {
+pub fn unescape(token: &str) -> Cow<'_, str> {
     if token.contains('~') {
         Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
     } else {
         Cow::Borrowed(token)
-    }
-}
-
-/// Looks for one member (of an object) or element (of an array).
-struct Member<'t> {
-    token: &'t str,
-}
-
-impl<'de> DeserializeSeed<'de> for Member<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Member<'_> {
-    type Value = Option<&'de RawValue>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            if found.is_none() && key == self.token {
-                found = Some(map.next_value::<&'de RawValue>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(found)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        // RFC 6901: an index is `0` or digits without a leading zero.
-        let index = Some(self.token)
-            .filter(|token| *token == "0" || !token.starts_with('0'))
-            .and_then(|token| token.parse::<usize>().ok());
-        let mut found = None;
-        let mut position = 0;
-        loop {
-            if Some(position) == index {
-                match seq.next_element::<&'de RawValue>()? {
-                    Some(element) => found = Some(element),
-                    None => break,
-                }
-            } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                break;
-            }
-            position += 1;
-        }
-        Ok(found)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
@@ -132,8 +90,7 @@ mod tests {
         "esc\"aped":1,"n":null}"#;
 
     fn at(pointer: &str) -> Option<String> {
-        let document: &RawValue = serde_json::from_str(DOCUMENT).unwrap();
-        find(document, pointer).unwrap().map(|raw| raw.get().to_owned())
+        find(DOCUMENT, pointer).unwrap().map(str::to_owned)
     }
 
     #[test]
@@ -153,14 +110,22 @@ mod tests {
         assert_eq!(at("/status"), None);
         assert_eq!(at("/spec/ports/2"), None);
         assert_eq!(at("/spec/ports/01"), None, "a leading zero is not an index");
+        assert_eq!(at("/spec/ports/+1"), None, "a sign is not an index");
+        assert_eq!(at("/spec/ports/"), None, "an empty token is not an index");
         assert_eq!(at("/spec/ports/x"), None);
         assert_eq!(at("/spec/clusterIP/deeper"), None, "a scalar is in the way");
     }
 
     #[test]
+    fn the_last_of_duplicate_keys_counts() {
+        let document = r#"{"a": 1, "b": {"c": 2}, "a": {"d": 3}}"#;
+        assert_eq!(find(document, "/a/d").unwrap(), Some("3"));
+        assert_eq!(find(document, "/b/c").unwrap(), Some("2"));
+    }
+
+    #[test]
     fn a_pointer_without_its_leading_slash_is_an_error() {
-        let document: &RawValue = serde_json::from_str(DOCUMENT).unwrap();
-        let error = find(document, "spec/clusterIP").unwrap_err().to_string();
+        let error = find(DOCUMENT, "spec/clusterIP").unwrap_err().to_string();
         assert!(error.contains(r#""spec/clusterIP" is not a JSON pointer"#), "{error}");
     }
 }

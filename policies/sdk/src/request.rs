@@ -5,13 +5,19 @@
 //! the small header fields eagerly and keeps `object` and `oldObject` as raw
 //! JSON, deserialized only when and as the policy asks: into a k8s-openapi
 //! type, into kube-core's `AdmissionRequest`, or into an editable [`Object`].
+//!
+//! The server validates every review once, as it arrives, so inside a policy
+//! the request's text is known to be valid JSON: the header and the typed
+//! views are read with [`wasmhook_rawjson::from_valid_str`], which delimits the
+//! members a type ignores instead of validating them again. [`Request::parse`]
+//! — what tests and other callers use — validates the whole request first.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
+use wasmhook_rawjson::RawText;
 
 use crate::{Object, PolicyError, pointer};
 
@@ -70,9 +76,9 @@ struct Header<'a> {
     #[serde(default)]
     user_info: UserInfo,
     #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    object: Option<RawText<'a>>,
     #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
+    old_object: Option<RawText<'a>>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
@@ -89,16 +95,29 @@ pub struct Request<'a> {
     namespace: Option<String>,
     operation: Operation,
     user_info: UserInfo,
-    object: Option<&'a RawValue>,
-    old_object: Option<&'a RawValue>,
+    object: Option<&'a str>,
+    old_object: Option<&'a str>,
     dry_run: bool,
 }
 
 impl<'a> Request<'a> {
-    /// Parses the request JSON. Objects stay raw until asked for.
+    /// Parses the request JSON, validating all of it. Objects stay raw until
+    /// asked for.
     pub fn parse(raw: &'a str) -> Result<Self, PolicyError> {
         let header: Header<'a> = serde_json::from_str(raw).map_err(PolicyError::InvalidRequest)?;
-        Ok(Self {
+        Ok(Self::from_header(raw, header))
+    }
+
+    /// Reads a request the server has validated (what a policy is called
+    /// with): only the header is read; the objects are only delimited.
+    pub(crate) fn from_server(raw: &'a str) -> Result<Self, PolicyError> {
+        let header: Header<'a> = wasmhook_rawjson::from_valid_str(raw).map_err(PolicyError::InvalidRequest)?;
+        Ok(Self::from_header(raw, header))
+    }
+
+    fn from_header(raw: &'a str, header: Header<'a>) -> Self {
+        let present = |text: Option<RawText<'a>>| text.map(|RawText(text)| text).filter(|text| *text != "null");
+        Self {
             raw,
             uid: header.uid,
             kind: header.kind,
@@ -108,10 +127,10 @@ impl<'a> Request<'a> {
             namespace: header.namespace.filter(|s| !s.is_empty()),
             operation: header.operation,
             user_info: header.user_info,
-            object: header.object.filter(|raw| raw.get() != "null"),
-            old_object: header.old_object.filter(|raw| raw.get() != "null"),
+            object: present(header.object),
+            old_object: present(header.old_object),
             dry_run: header.dry_run.unwrap_or(false),
-        })
+        }
     }
 
     /// The request's unique id.
@@ -161,12 +180,12 @@ impl<'a> Request<'a> {
 
     /// The object as raw JSON; `None` on DELETE.
     pub fn object_json(&self) -> Option<&'a str> {
-        self.object.map(RawValue::get)
+        self.object
     }
 
     /// The old object as raw JSON; present on UPDATE (and DELETE).
     pub fn old_object_json(&self) -> Option<&'a str> {
-        self.old_object.map(RawValue::get)
+        self.old_object
     }
 
     /// The object, deserialized as `T` (for example `k8s_openapi::api::core::v1::Service`).
@@ -186,12 +205,11 @@ impl<'a> Request<'a> {
     /// `/metadata/labels`, `/spec/ports/0`), deserialized as `T`; `None` when
     /// the object, or that part of it, is absent or `null`.
     ///
-    /// Only that part is deserialized; serde skips the rest in place. For one
-    /// part this is cheaper than the whole object (a recorded Service's
-    /// `/spec`: less than half the cost of the whole `Service`). Each call
-    /// scans the object again, so to read several fields deserialize one
-    /// narrow struct of just those fields with [`Request::object`] instead
-    /// (see [`Metadata`](crate::Metadata)): one pass, nothing else allocated.
+    /// Only that part is deserialized; the containers on the way to it are
+    /// only delimited. Each call walks the object again, so to read several
+    /// fields deserialize one narrow struct of just those fields with
+    /// [`Request::object`] instead (see [`Metadata`](crate::Metadata)): the
+    /// members it does not name are skipped just as cheaply.
     pub fn object_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, PolicyError> {
         deserialize_at("object", self.object, pointer)
     }
@@ -215,7 +233,7 @@ impl<'a> Request<'a> {
         let raw = self
             .object
             .ok_or_else(|| PolicyError::other("the request has no object to mutate"))?;
-        Object::from_valid_json(raw.get())
+        Object::from_valid_json(raw)
     }
 
     /// The whole request as kube-core's typed `AdmissionRequest<T>`.
@@ -235,13 +253,13 @@ impl<'a> Request<'a> {
     }
 }
 
-fn deserialize_part<T: DeserializeOwned>(what: &'static str, raw: Option<&RawValue>) -> Result<Option<T>, PolicyError> {
+fn deserialize_part<T: DeserializeOwned>(what: &'static str, raw: Option<&str>) -> Result<Option<T>, PolicyError> {
     deserialize_at(what, raw, "")
 }
 
 fn deserialize_at<T: DeserializeOwned>(
     what: &'static str,
-    raw: Option<&RawValue>,
+    raw: Option<&str>,
     pointer: &str,
 ) -> Result<Option<T>, PolicyError> {
     let invalid = |source| PolicyError::InvalidObject {
@@ -261,10 +279,10 @@ fn deserialize_at<T: DeserializeOwned>(
     else {
         return Ok(None);
     };
-    if part.get() == "null" {
+    if part == "null" {
         return Ok(None);
     }
-    serde_json::from_str(part.get()).map(Some).map_err(invalid)
+    wasmhook_rawjson::from_valid_str(part).map(Some).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -298,6 +316,19 @@ mod tests {
         assert_eq!(request.user_info().username.as_deref(), Some("alice"));
         assert!(request.dry_run());
         assert!(request.old_object_json().is_none(), "null oldObject is absent");
+    }
+
+    #[test]
+    fn a_request_from_the_server_reads_the_same_without_revalidating() {
+        let checked = Request::parse(CREATE).unwrap();
+        let read = Request::from_server(CREATE).unwrap();
+        assert_eq!(format!("{checked:?}"), format!("{read:?}"));
+        assert_eq!(read.object_json(), checked.object_json());
+        assert!(read.object_json().unwrap().starts_with(r#"{"apiVersion": "v1""#));
+        // `parse` validates what `from_server` leaves to the server.
+        let invalid = CREATE.replace(r#""ports": [{"port": 80}]"#, r#""ports": [{"port": 8O}]"#);
+        assert!(Request::parse(&invalid).is_err());
+        assert!(Request::from_server(&invalid).is_ok());
     }
 
     #[test]

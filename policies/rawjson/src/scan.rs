@@ -1,0 +1,483 @@
+//! Delimiting the members of a JSON container without parsing them.
+//!
+//! serde_json validates every byte it skips, so reading one field of a 3 KB
+//! object with it costs nearly as much as reading all of it — and a review
+//! was read that way several times: the policy's request header, its typed
+//! view, its edit, then the server's diff. But the server validates each
+//! review once, as it arrives; after that its text only needs *delimiting*:
+//! where each member starts and ends. This scanner finds that eight bytes at a
+//! time inside strings and with a table lookup per byte elsewhere.
+//!
+//! What it checks: the structure of the one container it splits — its
+//! brackets, its keys (valid JSON strings, unescaped), colons, commas, and
+//! that nothing follows it. What it does not: the members' values, which it
+//! returns as the exact slices a JSON reader would read *if they are valid*.
+//! A caller either knows they are (a part of a validated document) or
+//! validates each when it parses it. A value whose brackets do not balance is
+//! still an error here, with its line and column.
+
+use std::borrow::Cow;
+
+use serde::de::Error as _;
+
+use crate::Error;
+
+/// One member of an object: its key (unescaped; borrowed unless the key has
+/// escapes) and its value as raw text.
+pub type Member<'a> = (Cow<'a, str>, &'a str);
+
+/// The members of the JSON object `json`, in document order, each value as the
+/// exact slice of `json` it was written as. Duplicate keys are all returned,
+/// in order (a JSON reader keeps the last).
+///
+/// The object's own structure is checked; its values are not (see the module
+/// documentation): validate them, or know that `json` is valid.
+pub fn members(json: &str) -> Result<Vec<Member<'_>>, Error> {
+    Members::new(json)?.collect()
+}
+
+/// The elements of the JSON array `json`, in order, each as the exact slice of
+/// `json` it was written as. Checked as [`members`] is.
+pub fn elements(json: &str) -> Result<Vec<&str>, Error> {
+    Elements::new(json)?.collect()
+}
+
+/// The members of an object, one at a time (what [`members`] collects).
+pub struct Members<'a> {
+    cursor: Cursor<'a>,
+    done: bool,
+}
+
+impl<'a> Members<'a> {
+    /// Starts reading the object `json`: an error if it does not start with `{`.
+    pub fn new(json: &'a str) -> Result<Self, Error> {
+        let mut cursor = Cursor::new(json);
+        cursor.skip_whitespace();
+        cursor.expect(b'{', "expected a JSON object")?;
+        cursor.skip_whitespace();
+        let done = cursor.peek() == Some(b'}');
+        if done {
+            cursor.position += 1;
+            cursor.expect_end()?;
+        }
+        Ok(Self { cursor, done })
+    }
+
+    fn read(&mut self) -> Result<Member<'a>, Error> {
+        let cursor = &mut self.cursor;
+        let key = cursor.key()?;
+        let value = cursor.value()?;
+        cursor.skip_whitespace();
+        match cursor.peek() {
+            Some(b',') => {
+                cursor.position += 1;
+                cursor.skip_whitespace();
+            }
+            Some(b'}') => {
+                cursor.position += 1;
+                cursor.expect_end()?;
+                self.done = true;
+            }
+            _ => return Err(cursor.error("expected ',' or '}' after a member")),
+        }
+        Ok((key, value))
+    }
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<Member<'a>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let member = self.read();
+        // After an error there is nothing reliable left to read.
+        self.done |= member.is_err();
+        Some(member)
+    }
+}
+
+/// The elements of an array, one at a time (what [`elements`] collects).
+pub struct Elements<'a> {
+    cursor: Cursor<'a>,
+    done: bool,
+}
+
+impl<'a> Elements<'a> {
+    /// Starts reading the array `json`: an error if it does not start with `[`.
+    pub fn new(json: &'a str) -> Result<Self, Error> {
+        let mut cursor = Cursor::new(json);
+        cursor.skip_whitespace();
+        cursor.expect(b'[', "expected a JSON array")?;
+        cursor.skip_whitespace();
+        let done = cursor.peek() == Some(b']');
+        if done {
+            cursor.position += 1;
+            cursor.expect_end()?;
+        }
+        Ok(Self { cursor, done })
+    }
+
+    fn read(&mut self) -> Result<&'a str, Error> {
+        let cursor = &mut self.cursor;
+        let value = cursor.value()?;
+        cursor.skip_whitespace();
+        match cursor.peek() {
+            Some(b',') => {
+                cursor.position += 1;
+                cursor.skip_whitespace();
+            }
+            Some(b']') => {
+                cursor.position += 1;
+                cursor.expect_end()?;
+                self.done = true;
+            }
+            _ => return Err(cursor.error("expected ',' or ']' after an element")),
+        }
+        Ok(value)
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<&'a str, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let element = self.read();
+        self.done |= element.is_err();
+        Some(element)
+    }
+}
+
+/// A position in JSON text, and the reading of its structure: what the
+/// splitters here and the streaming deserializer share.
+pub(crate) struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            bytes: text.as_bytes(),
+            position: 0,
+        }
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.position).copied()
+    }
+
+    pub(crate) fn skip_whitespace(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.position += 1;
+        }
+    }
+
+    pub(crate) fn expect(&mut self, byte: u8, what: &str) -> Result<(), Error> {
+        if self.peek() == Some(byte) {
+            self.position += 1;
+            Ok(())
+        } else {
+            Err(self.error(what))
+        }
+    }
+
+    pub(crate) fn expect_end(&mut self) -> Result<(), Error> {
+        self.skip_whitespace();
+        if self.position == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.error("trailing characters"))
+        }
+    }
+
+    /// Skips one byte (that the caller has peeked).
+    pub(crate) fn advance(&mut self) {
+        self.position += 1;
+    }
+
+    /// Whether the text here starts with `literal`.
+    pub(crate) fn at(&self, literal: &str) -> bool {
+        self.bytes[self.position..].starts_with(literal.as_bytes())
+    }
+
+    /// An object's key and the colon after it, and the whitespace after that.
+    pub(crate) fn key(&mut self) -> Result<Cow<'a, str>, Error> {
+        if self.peek() != Some(b'"') {
+            return Err(self.error("expected a key (a string)"));
+        }
+        let start = self.position;
+        self.position = string_end(self.bytes, start).ok_or_else(|| self.error("unterminated key"))?;
+        let key = key_of(&self.text[start..self.position]).map_err(|error| self.error_at(start, &error))?;
+        self.skip_whitespace();
+        self.expect(b':', "expected ':' after the key")?;
+        self.skip_whitespace();
+        Ok(key)
+    }
+
+    /// The value starting here (whitespace already skipped), delimited.
+    pub(crate) fn value(&mut self) -> Result<&'a str, Error> {
+        let start = self.position;
+        let end = match self.peek() {
+            Some(b'"') => string_end(self.bytes, start).ok_or_else(|| self.error("unterminated string"))?,
+            Some(b'{' | b'[') => {
+                container_end(self.bytes, start).ok_or_else(|| self.error("unterminated object or array"))?
+            }
+            _ => scalar_end(self.bytes, start),
+        };
+        if end == start {
+            return Err(self.error("expected a value"));
+        }
+        self.position = end;
+        Ok(&self.text[start..end])
+    }
+
+    pub(crate) fn error(&self, what: &str) -> Error {
+        self.error_at(self.position, what)
+    }
+
+    /// `what` at the line and column of byte `offset`, as serde_json says it.
+    fn error_at(&self, offset: usize, what: &str) -> Error {
+        let before = &self.bytes[..offset.min(self.bytes.len())];
+        let line = 1 + before.iter().filter(|&&byte| byte == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&byte| byte == b'\n')
+            .map_or(0, |newline| newline + 1);
+        Error::custom(format!("{what} at line {line} column {}", offset - line_start + 1))
+    }
+}
+
+/// The offset just past the string that starts (with its quote) at `start`;
+/// `None` if it is not terminated.
+///
+/// Eight bytes at a time: most of a Kubernetes object is short strings, too
+/// short for a vectorized search to pay for its setup, and a byte-at-a-time
+/// loop mispredicts on every character. (Measured on a recorded StatefulSet:
+/// 0.42 ns per byte, against 0.70 for serde_json's validating skip.)
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut position = start + 1;
+    loop {
+        while let Some(chunk) = bytes.get(position..position + 8) {
+            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+            let found = bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\');
+            if found != 0 {
+                position += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            position += 8;
+        }
+        while position < bytes.len() && !matches!(bytes[position], b'"' | b'\\') {
+            position += 1;
+        }
+        match bytes.get(position)? {
+            b'"' => return Some(position + 1),
+            // A backslash escapes the next byte (the rest of a \uXXXX escape is
+            // plain text to a delimiter).
+            _ => position += 2,
+        }
+    }
+}
+
+/// The high bit of each byte of `word` that equals `byte` (and possibly of
+/// bytes after the first match, which no caller looks at).
+fn bytes_equal_to(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_where_equal = word ^ (ONES * u64::from(byte));
+    zero_where_equal.wrapping_sub(ONES) & !zero_where_equal & HIGHS
+}
+
+/// What a byte means while counting brackets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Plain,
+    Quote,
+    Open,
+    Close,
+}
+
+const CLASSES: [Class; 256] = {
+    let mut table = [Class::Plain; 256];
+    table[b'"' as usize] = Class::Quote;
+    table[b'{' as usize] = Class::Open;
+    table[b'[' as usize] = Class::Open;
+    table[b'}' as usize] = Class::Close;
+    table[b']' as usize] = Class::Close;
+    table
+};
+
+/// The offset just past the object or array that starts at `start`, by
+/// counting brackets outside strings; `None` if they do not balance.
+fn container_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut depth = 0_usize;
+    let mut position = start;
+    while let Some(&byte) = bytes.get(position) {
+        match CLASSES[usize::from(byte)] {
+            Class::Plain => position += 1,
+            Class::Quote => position = string_end(bytes, position)?,
+            Class::Open => {
+                depth += 1;
+                position += 1;
+            }
+            Class::Close => {
+                depth -= 1;
+                position += 1;
+                if depth == 0 {
+                    return Some(position);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The offset just past a number or literal: up to the next delimiter.
+fn scalar_end(bytes: &[u8], start: usize) -> usize {
+    let length = bytes[start..]
+        .iter()
+        .position(|byte| matches!(byte, b',' | b'}' | b']' | b':' | b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(bytes.len() - start);
+    start + length
+}
+
+/// The unescaped key of a quoted JSON string: borrowed when it has no escapes
+/// (after checking it has no control characters, which JSON forbids), else
+/// parsed by serde_json.
+fn key_of(quoted: &str) -> Result<Cow<'_, str>, String> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.bytes().any(|byte| byte == b'\\' || byte < 0x20) {
+        return Ok(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(quoted)
+        .map(Cow::Owned)
+        .map_err(|error| format!("invalid key: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::IgnoredAny;
+
+    use super::*;
+
+    #[test]
+    fn members_are_exact_slices_in_document_order() {
+        let json = r#" { "b" : [1, 2] ,"a":{"x":"y}"}, "esc\u0061ped": null, "b": 3 } "#;
+        let members = members(json).unwrap();
+        let keys: Vec<&str> = members.iter().map(|(key, _)| key.as_ref()).collect();
+        assert_eq!(keys, ["b", "a", "escaped", "b"]);
+        let values: Vec<&str> = members.iter().map(|(_, value)| *value).collect();
+        assert_eq!(values, ["[1, 2]", r#"{"x":"y}"}"#, "null", "3"]);
+        assert!(matches!(members[0].0, Cow::Borrowed(_)), "plain keys are not copied");
+        assert!(matches!(members[2].0, Cow::Owned(_)));
+        assert!(super::members("{}").unwrap().is_empty());
+        assert!(super::members(" {\n} ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn elements_are_exact_slices() {
+        assert_eq!(
+            elements(r#"[ 1,"two" , {"three": "]"}, [], -1.5e3,true ]"#).unwrap(),
+            ["1", r#""two""#, r#"{"three": "]"}"#, "[]", "-1.5e3", "true"]
+        );
+        assert!(elements("[]").unwrap().is_empty());
+        assert!(elements("[ ]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn strings_with_escaped_quotes_and_brackets_are_delimited() {
+        let json = r#"{"a":"say \"}\" \\","b":["\\\"[",{"c\"":"\u005d"}]}"#;
+        let members = members(json).unwrap();
+        assert_eq!(members[0].1, r#""say \"}\" \\""#);
+        assert_eq!(members[1].1, r#"["\\\"[",{"c\"":"\u005d"}]"#);
+        assert_eq!(members.len(), 2);
+    }
+
+    #[test]
+    fn structural_errors_say_what_and_where() {
+        let cases = [
+            ("[1]", "expected a JSON object at line 1 column 1"),
+            (
+                r#"{"a": [1, }"#,
+                "expected ',' or '}' after a member at line 1 column 12",
+            ),
+            (r#"{"a": [1, {}"#, "unterminated object or array at line 1 column 7"),
+            (r#"{"a" 1}"#, "expected ':' after the key at line 1 column 6"),
+            (
+                r#"{"a": 1 "b": 2}"#,
+                "expected ',' or '}' after a member at line 1 column 9",
+            ),
+            ("{\n  a: 1}", "expected a key (a string) at line 2 column 3"),
+            (r#"{"a": }"#, "expected a value at line 1 column 7"),
+            (r#"{"a": "x}"#, "unterminated string at line 1 column 7"),
+            (r#"{"a": 1} x"#, "trailing characters at line 1 column 10"),
+            (r#"{"a": 1,}"#, "expected a key (a string) at line 1 column 9"),
+            ("{\"a\u{1}\": 1}", "invalid key: control character"),
+            (r#"{"\x": 1}"#, "invalid key: invalid escape"),
+            ("", "expected a JSON object at line 1 column 1"),
+        ];
+        for (json, expected) in cases {
+            let error = members(json).unwrap_err().to_string();
+            assert!(error.contains(expected), "{json}: {error}");
+        }
+        let error = elements(r#"{"a": 1}"#).unwrap_err().to_string();
+        assert!(error.contains("expected a JSON array"), "{error}");
+        let error = elements("[1 2]").unwrap_err().to_string();
+        assert!(
+            error.contains("expected ',' or ']' after an element at line 1 column 4"),
+            "{error}"
+        );
+        assert!(elements("[1,]").is_err());
+    }
+
+    #[test]
+    fn the_iterator_stops_after_an_error() {
+        let mut iterator = Members::new(r#"{"a": 1 "b": 2, "c": 3}"#).unwrap();
+        assert!(iterator.next().unwrap().is_err());
+        assert!(iterator.next().is_none());
+    }
+
+    /// On valid JSON the scanner finds exactly what serde_json's reader finds.
+    #[test]
+    fn agrees_with_serde_json_on_valid_documents() {
+        let documents = [
+            include_str!("../../../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"),
+            include_str!("../../../tests/fixtures/admission-reviews/mutating-create-service-dry-svc.json"),
+        ];
+        for document in documents {
+            check_against_serde(document);
+        }
+    }
+
+    fn check_against_serde(json: &str) {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        match value {
+            serde_json::Value::Object(map) => {
+                let members = members(json).unwrap();
+                assert_eq!(members.len(), map.len(), "no duplicates in the fixtures");
+                for (key, raw) in members {
+                    let parsed: serde_json::Value = serde_json::from_str(raw).unwrap();
+                    assert_eq!(map[key.as_ref()], parsed, "{key}");
+                    check_against_serde(raw);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                let elements = elements(json).unwrap();
+                assert_eq!(elements.len(), items.len());
+                for (item, raw) in items.iter().zip(elements) {
+                    assert_eq!(*item, serde_json::from_str::<serde_json::Value>(raw).unwrap());
+                    check_against_serde(raw);
+                }
+            }
+            _ => {
+                serde_json::from_str::<IgnoredAny>(json).unwrap();
+            }
+        }
+    }
+}
