@@ -37,7 +37,7 @@ mod valid;
 
 pub use diff::diff;
 pub use scan::{Elements, Member, Members, elements, members};
-pub use valid::{RawText, from_valid_str};
+pub use valid::{RawText, SplitObject, from_split, from_valid_str};
 
 /// The error of every function here: the JSON is invalid (with its line and
 /// column) or is not the kind of value asked for.

@@ -46,21 +46,47 @@ pub fn elements(json: &str) -> Result<Vec<&str>, Error> {
 pub struct Members<'a> {
     cursor: Cursor<'a>,
     done: bool,
+    /// Inside a larger document: text may follow the closing brace.
+    nested: bool,
 }
 
 impl<'a> Members<'a> {
     /// Starts reading the object `json`: an error if it does not start with `{`.
     pub fn new(json: &'a str) -> Result<Self, Error> {
-        let mut cursor = Cursor::new(json);
+        Self::start(Cursor::new(json), false)
+    }
+
+    /// Starts reading the object at `cursor` inside a larger document; when
+    /// the members are read, [`Members::into_cursor`] is just past it.
+    pub(crate) fn nested(cursor: Cursor<'a>) -> Result<Self, Error> {
+        Self::start(cursor, true)
+    }
+
+    /// Where reading stopped: after the object, once every member is read.
+    pub(crate) fn into_cursor(self) -> Cursor<'a> {
+        self.cursor
+    }
+
+    fn start(mut cursor: Cursor<'a>, nested: bool) -> Result<Self, Error> {
         cursor.skip_whitespace();
         cursor.expect(b'{', "expected a JSON object")?;
         cursor.skip_whitespace();
-        let done = cursor.peek() == Some(b'}');
-        if done {
-            cursor.position += 1;
-            cursor.expect_end()?;
+        let mut members = Self {
+            cursor,
+            done: false,
+            nested,
+        };
+        if members.cursor.peek() == Some(b'}') {
+            members.close()?;
         }
-        Ok(Self { cursor, done })
+        Ok(members)
+    }
+
+    /// Steps over the closing brace.
+    fn close(&mut self) -> Result<(), Error> {
+        self.cursor.position += 1;
+        self.done = true;
+        if self.nested { Ok(()) } else { self.cursor.expect_end() }
     }
 
     fn read(&mut self) -> Result<Member<'a>, Error> {
@@ -73,11 +99,7 @@ impl<'a> Members<'a> {
                 cursor.position += 1;
                 cursor.skip_whitespace();
             }
-            Some(b'}') => {
-                cursor.position += 1;
-                cursor.expect_end()?;
-                self.done = true;
-            }
+            Some(b'}') => self.close()?,
             _ => return Err(cursor.error("expected ',' or '}' after a member")),
         }
         Ok((key, value))
@@ -154,6 +176,7 @@ impl<'a> Iterator for Elements<'a> {
 
 /// A position in JSON text, and the reading of its structure: what the
 /// splitters here and the streaming deserializer share.
+#[derive(Clone, Copy)]
 pub(crate) struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -195,6 +218,16 @@ impl<'a> Cursor<'a> {
         } else {
             Err(self.error("trailing characters"))
         }
+    }
+
+    /// The text from byte `start` to here.
+    pub(crate) fn since(&self, start: usize) -> &'a str {
+        &self.text[start..self.position]
+    }
+
+    /// The byte offset of the cursor.
+    pub(crate) fn position(&self) -> usize {
+        self.position
     }
 
     /// Skips one byte (that the caller has peeked).
@@ -256,26 +289,10 @@ impl<'a> Cursor<'a> {
 
 /// The offset just past the string that starts (with its quote) at `start`;
 /// `None` if it is not terminated.
-///
-/// Eight bytes at a time: most of a Kubernetes object is short strings, too
-/// short for a vectorized search to pay for its setup, and a byte-at-a-time
-/// loop mispredicts on every character. (Measured on a recorded StatefulSet:
-/// 0.42 ns per byte, against 0.70 for serde_json's validating skip.)
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut position = start + 1;
     loop {
-        while let Some(chunk) = bytes.get(position..position + 8) {
-            let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-            let found = bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\');
-            if found != 0 {
-                position += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            position += 8;
-        }
-        while position < bytes.len() && !matches!(bytes[position], b'"' | b'\\') {
-            position += 1;
-        }
+        position = skip_plain_string_bytes(bytes, position);
         match bytes.get(position)? {
             b'"' => return Some(position + 1),
             // A backslash escapes the next byte (the rest of a \uXXXX escape is
@@ -283,6 +300,30 @@ fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
             _ => position += 2,
         }
     }
+}
+
+/// The first offset from `position` on that holds a quote or a backslash (or
+/// the length, if none does).
+///
+/// Eight bytes at a time, in a `u64`. Most of a Kubernetes object is short
+/// strings, too short for a general-purpose search to pay for its setup, and
+/// a byte-at-a-time loop mispredicts on every character. (Measured natively
+/// on a recorded StatefulSet: 0.42 ns per byte, against 0.70 for serde_json's
+/// validating skip. Sixteen at a time with Wasm SIMD, the policies built with
+/// `+simd128`, was no faster in Wasm: see BENCHMARKS.md.)
+fn skip_plain_string_bytes(bytes: &[u8], mut position: usize) -> usize {
+    while let Some(chunk) = bytes.get(position..position + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let found = bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\');
+        if found != 0 {
+            return position + (found.trailing_zeros() / 8) as usize;
+        }
+        position += 8;
+    }
+    while position < bytes.len() && !matches!(bytes[position], b'"' | b'\\') {
+        position += 1;
+    }
+    position
 }
 
 /// The high bit of each byte of `word` that equals `byte` (and possibly of

@@ -21,7 +21,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess
 use serde::forward_to_deserialize_any;
 
 use crate::Error;
-use crate::scan::Cursor;
+use crate::scan::{Cursor, Member, Members, members};
+use crate::{Key, Kind};
 
 /// Deserializes `T` from `json`, which must be valid JSON: the parts `T`
 /// ignores are delimited, not validated (see the module documentation).
@@ -73,6 +74,256 @@ impl<'de: 'a, 'a> de::Deserialize<'de> for RawText<'a> {
     }
 }
 
+/// An object's text together with its members, split in the same pass that
+/// delimits it: what an admission request's `object` is read into, so that a
+/// typed view of it and an edit of it start from one split instead of
+/// re-reading the whole object each.
+///
+/// Deserialized by [`from_valid_str`], the split happens as the reader steps
+/// over the object; by serde_json, the object is validated as a `RawValue`
+/// and then split. A value that is not an object has no members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitObject<'de> {
+    /// The object's exact text.
+    pub text: &'de str,
+    /// Its members, in document order, each value an exact slice of `text`.
+    pub members: Vec<Member<'de>>,
+}
+
+/// The newtype name by which the reader recognizes a [`SplitObject`].
+const SPLIT_OBJECT: &str = "$wasmhook_rawjson::SplitObject";
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for SplitObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SplitVisitor;
+
+        impl<'de> Visitor<'de> for SplitVisitor {
+            type Value = SplitObject<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("any JSON value")
+            }
+
+            // From the reader: the text, then each member as its key and the
+            // offsets of its value in the text.
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let missing = || <A::Error as de::Error>::custom("a split object ended early");
+                let text: &'de str = seq.next_element()?.ok_or_else(missing)?;
+                let mut members = Vec::new();
+                while let Some(Key(key)) = seq.next_element()? {
+                    let start: usize = seq.next_element()?.ok_or_else(missing)?;
+                    let end: usize = seq.next_element()?.ok_or_else(missing)?;
+                    let value = text.get(start..end).ok_or_else(missing)?;
+                    members.push((key, value));
+                }
+                Ok(SplitObject { text, members })
+            }
+
+            // From any other deserializer: validate it as a `RawValue`, then split.
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+                let raw: &'de serde_json::value::RawValue = de::Deserialize::deserialize(deserializer)?;
+                let text = raw.get();
+                let members = match Kind::of(text) {
+                    Kind::Object => members(text).map_err(de::Error::custom)?,
+                    _ => Vec::new(),
+                };
+                Ok(SplitObject { text, members })
+            }
+        }
+
+        deserializer.deserialize_newtype_struct(SPLIT_OBJECT, SplitVisitor)
+    }
+}
+
+/// What the reader hands a [`SplitObject`]'s visitor: the text, then for each
+/// member its key and its value's start and end in the text.
+struct SplitAccess<'de> {
+    text: &'de str,
+    members: std::vec::IntoIter<Member<'de>>,
+    /// The offsets still to hand out for the current member.
+    pending: [Option<usize>; 2],
+    text_given: bool,
+}
+
+impl<'de> SeqAccess<'de> for SplitAccess<'de> {
+    type Error = Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
+        if !self.text_given {
+            self.text_given = true;
+            return seed
+                .deserialize(de::value::BorrowedStrDeserializer::new(self.text))
+                .map(Some);
+        }
+        for offset in &mut self.pending {
+            if let Some(offset) = offset.take() {
+                return seed.deserialize(de::value::UsizeDeserializer::new(offset)).map(Some);
+            }
+        }
+        let Some((key, value)) = self.members.next() else {
+            return Ok(None);
+        };
+        let start = value.as_ptr() as usize - self.text.as_ptr() as usize;
+        self.pending = [Some(start), Some(start + value.len())];
+        seed.deserialize(KeyDeserializer { key }).map(Some)
+    }
+}
+
+/// Deserializes `T` from an object already split (a [`SplitObject`]): its
+/// members are handed to serde without reading the object again, and each
+/// member serde wants is read as [`from_valid_str`] reads.
+pub fn from_split<'de, T: de::Deserialize<'de>>(object: &SplitObject<'de>) -> Result<T, Error> {
+    if Kind::of(object.text) != Kind::Object {
+        return from_valid_str(object.text);
+    }
+    T::deserialize(Split { object })
+}
+
+/// The deserializer behind [`from_split`].
+struct Split<'s, 'de> {
+    object: &'s SplitObject<'de>,
+}
+
+impl<'de> Split<'_, 'de> {
+    fn visit_members<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        let mut access = SplitMembers {
+            members: self.object.members.iter(),
+            value: None,
+        };
+        visitor.visit_map(&mut access)
+    }
+
+    /// Anything but a map: the object's text, read as usual (which reports
+    /// the type error an object is for a string, say).
+    fn as_text(&self) -> Stream<'de> {
+        Stream {
+            cursor: Cursor::new(self.object.text),
+        }
+    }
+}
+
+macro_rules! by_text {
+    ($($method:ident),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            self.as_text().$method(visitor)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for Split<'_, 'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.visit_members(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.visit_members(visitor)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.visit_members(visitor)
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        // An object is never `null`.
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_unit()
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+        self.as_text().deserialize_newtype_struct(name, visitor)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
+        self.as_text().deserialize_unit_struct(name, visitor)
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
+        self.as_text().deserialize_tuple(len, visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.as_text().deserialize_tuple_struct(name, len, visitor)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        self.as_text().deserialize_enum(name, variants, visitor)
+    }
+
+    by_text!(
+        deserialize_bool,
+        deserialize_i8,
+        deserialize_i16,
+        deserialize_i32,
+        deserialize_i64,
+        deserialize_i128,
+        deserialize_u8,
+        deserialize_u16,
+        deserialize_u32,
+        deserialize_u64,
+        deserialize_u128,
+        deserialize_f32,
+        deserialize_f64,
+        deserialize_char,
+        deserialize_str,
+        deserialize_string,
+        deserialize_bytes,
+        deserialize_byte_buf,
+        deserialize_unit,
+        deserialize_seq,
+        deserialize_identifier,
+    );
+}
+
+/// The members of a [`SplitObject`], handed to serde.
+struct SplitMembers<'s, 'de> {
+    members: std::slice::Iter<'s, Member<'de>>,
+    value: Option<&'s Member<'de>>,
+}
+
+impl<'de> MapAccess<'de> for SplitMembers<'_, 'de> {
+    type Error = Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+        let Some(member) = self.members.next() else {
+            return Ok(None);
+        };
+        self.value = Some(member);
+        seed.deserialize(KeyDeserializer { key: member.0.clone() }).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
+        let (key, value) = self
+            .value
+            .take()
+            .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
+        let mut stream = Stream {
+            cursor: Cursor::new(value),
+        };
+        seed.deserialize(&mut stream)
+            .map_err(|error| within(&escape_token(key), &error))
+    }
+}
+
 /// A serde `Deserializer` reading valid JSON text in one pass: containers are
 /// read member by member as serde asks for them, and a member serde does not
 /// want is stepped over by delimiting it. Scalars are cut out and read by
@@ -96,6 +347,25 @@ impl<'de> Stream<'de> {
         let value = read(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)
+    }
+
+    /// The next value's text and, for an object, its members, in one pass.
+    fn split_object<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
+        let start = self.cursor.position();
+        let (text, members) = if self.cursor.peek() == Some(b'{') {
+            let mut members = Members::nested(self.cursor)?;
+            let split = members.by_ref().collect::<Result<Vec<_>, Error>>()?;
+            self.cursor = members.into_cursor();
+            (self.cursor.since(start), split)
+        } else {
+            (self.take_value()?, Vec::new())
+        };
+        visitor.visit_seq(SplitAccess {
+            text,
+            members: members.into_iter(),
+            pending: [None, None],
+            text_given: false,
+        })
     }
 
     fn visit_object<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
@@ -195,6 +465,8 @@ impl<'de> Deserializer<'de> for &mut Stream<'de> {
     fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
         if name == RAW_TEXT {
             visitor.visit_borrowed_str(self.take_value()?)
+        } else if name == SPLIT_OBJECT {
+            self.split_object(visitor)
         } else {
             // serde_json's own newtypes (`RawValue`) need its reader.
             self.with_serde_json(|deserializer| deserializer.deserialize_newtype_struct(name, visitor))
@@ -544,6 +816,46 @@ mod tests {
         assert_eq!(checked.object, fast.object);
         // serde_json still validates it.
         assert!(serde_json::from_str::<Header<'_>>(r#"{"object": {"a": tru}}"#).is_err());
+    }
+
+    #[test]
+    fn a_split_object_is_split_once_and_read_from_its_members() {
+        #[derive(Deserialize)]
+        struct Header<'a> {
+            #[serde(borrow)]
+            object: SplitObject<'a>,
+            #[serde(borrow, default)]
+            other: Option<SplitObject<'a>>,
+            after: u8,
+        }
+        let object = r#"{"name": "web", "k\u0065y": {"a": [1]}, "ports": [{"port": 80}], "kind": "Service", "clusterIP": null, "shape": 1}"#;
+        let document = format!(r#"{{"object": {object}, "other": "not an object", "after": 7}}"#);
+        let fast: Header<'_> = from_valid_str(&document).unwrap();
+        let checked: Header<'_> = serde_json::from_str(&document).unwrap();
+        assert_eq!(fast.object, checked.object);
+        assert_eq!(fast.object.text, object);
+        assert_eq!(fast.object.members, members(object).unwrap());
+        assert_eq!(fast.object.members[1].0, "key");
+        assert_eq!(fast.after, 7);
+        let other = fast.other.unwrap();
+        assert_eq!((other.text, other.members.len()), (r#""not an object""#, 0));
+        assert_eq!(checked.other.unwrap(), other);
+
+        let view: View = from_split(&fast.object).unwrap();
+        assert_eq!(view, serde_json::from_str::<View>(object).unwrap());
+        assert_eq!(
+            from_split::<Value>(&fast.object).unwrap(),
+            serde_json::from_str::<Value>(object).unwrap()
+        );
+        let error = from_split::<View>(&SplitObject {
+            text: r#"{"name": 1}"#,
+            members: members(r#"{"name": 1}"#).unwrap(),
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(error.starts_with("at /name: invalid type: integer `1`"), "{error}");
+        let error = from_split::<String>(&fast.object).unwrap_err().to_string();
+        assert!(error.contains("invalid type: map, expected a string"), "{error}");
     }
 
     #[test]

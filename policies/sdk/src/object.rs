@@ -19,7 +19,7 @@ use std::ops::Range;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use wasmhook_rawjson::Kind;
+use wasmhook_rawjson::{Kind, SplitObject};
 
 use crate::{PolicyError, pointer};
 
@@ -98,9 +98,21 @@ impl Object {
         Self::from_valid_json(json)
     }
 
-    /// An object from JSON that serde_json has validated already (the
-    /// request's raw `object`).
-    pub(crate) fn from_valid_json(json: &str) -> Result<Self, PolicyError> {
+    /// The request's object, already split into its members as the request
+    /// was read (and valid: the server validated it).
+    pub(crate) fn from_split(object: &SplitObject<'_>) -> Result<Self, PolicyError> {
+        if Kind::of(object.text) != Kind::Object {
+            return Err(not_an_object());
+        }
+        Ok(Self {
+            root: object_node(object.text, 0..object.text.len(), object.members.clone()),
+            text: object.text.to_owned(),
+            changed: false,
+        })
+    }
+
+    /// An object from JSON that has been validated already.
+    fn from_valid_json(json: &str) -> Result<Self, PolicyError> {
         if Kind::of(json) != Kind::Object {
             return Err(not_an_object());
         }
@@ -404,51 +416,85 @@ impl PartialEq for Object {
     }
 }
 
+/// The object at `range` of `text`, from its members (whose values are
+/// slices of `text`).
+fn object_node(text: &str, range: Range<usize>, members: Vec<wasmhook_rawjson::Member<'_>>) -> Node {
+    let mut layout = Layout::new(text, &range);
+    let parts = members
+        .into_iter()
+        .map(|(key, value)| {
+            let (lead, node) = layout.place(value);
+            Member {
+                key: key.into_owned(),
+                lead,
+                node,
+            }
+        })
+        .collect();
+    Node::Object(Split {
+        parts,
+        tail: layout.tail(&range),
+    })
+}
+
+/// Ranges of a document's text for the parts of one container: each part's
+/// value, and the text between them (separators, whitespace, keys).
+struct Layout<'t> {
+    text: &'t str,
+    previous_end: usize,
+}
+
+impl<'t> Layout<'t> {
+    /// For the container at `range` (which starts with its bracket).
+    fn new(text: &'t str, range: &Range<usize>) -> Self {
+        Self {
+            text,
+            previous_end: range.start + 1,
+        }
+    }
+
+    /// The next part, whose value is the slice `value` of the text.
+    fn place(&mut self, value: &str) -> (Option<Range<usize>>, Node) {
+        let start = value.as_ptr() as usize - self.text.as_ptr() as usize;
+        let lead = self.previous_end..start;
+        self.previous_end = start + value.len();
+        (Some(lead), Node::Raw(start..self.previous_end))
+    }
+
+    /// The text after the last part, up to the closing bracket.
+    fn tail(self, range: &Range<usize>) -> Option<Range<usize>> {
+        Some(self.previous_end..range.end - 1)
+    }
+}
+
 /// Splits a `Raw` (or set) object or array into its members, in place.
 /// Scalars are left as they are.
 fn split(text: &str, node: &mut Node, pointer: &str) -> Result<(), PolicyError> {
     match node {
         Node::Raw(range) => {
+            let range = range.clone();
             let raw = &text[range.clone()];
             let invalid =
                 |error: serde_json::Error| edit_error(pointer, &format!("the object is not valid JSON: {error}"));
-            // Ranges of `text`: each part's value, and the text between them.
-            let start_of = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
-            let mut previous_end = range.start + 1; // after the bracket
-            let mut layout = |value: &str| {
-                let start = start_of(value);
-                let lead = previous_end..start;
-                previous_end = start + value.len();
-                (Some(lead), Node::Raw(start..previous_end))
-            };
             match Kind::of(raw) {
                 Kind::Object => {
                     let members = wasmhook_rawjson::members(raw).map_err(invalid)?;
-                    let parts = members
-                        .into_iter()
-                        .map(|(key, value)| {
-                            let (lead, node) = layout(value);
-                            Member {
-                                key: key.into_owned(),
-                                lead,
-                                node,
-                            }
-                        })
-                        .collect();
-                    let tail = Some(previous_end..range.end - 1);
-                    *node = Node::Object(Split { parts, tail });
+                    *node = object_node(text, range, members);
                 }
                 Kind::Array => {
                     let elements = wasmhook_rawjson::elements(raw).map_err(invalid)?;
+                    let mut layout = Layout::new(text, &range);
                     let parts = elements
                         .into_iter()
                         .map(|value| {
-                            let (lead, node) = layout(value);
+                            let (lead, node) = layout.place(value);
                             Element { lead, node }
                         })
                         .collect();
-                    let tail = Some(previous_end..range.end - 1);
-                    *node = Node::Array(Split { parts, tail });
+                    *node = Node::Array(Split {
+                        parts,
+                        tail: layout.tail(&range),
+                    });
                 }
                 Kind::Scalar => {}
             }

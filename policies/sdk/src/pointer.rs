@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use serde::de::Error as _;
-use wasmhook_rawjson::{Elements, Kind, Members};
+use wasmhook_rawjson::{Elements, Kind, Members, SplitObject};
 
 /// The raw JSON at `pointer` inside `document` (valid JSON): `Ok(None)` when
 /// a member or index on the way is missing or a scalar is in the way; an
@@ -29,6 +29,24 @@ pub fn find<'a>(document: &'a str, pointer: &str) -> Result<Option<&'a str>, ser
         )));
     };
     find_tokens(document, path.split('/').map(unescape))
+}
+
+/// [`find`] in an object split as the request was read: the first step
+/// takes the member from the split instead of reading the object again.
+pub fn find_in_split<'a>(object: &SplitObject<'a>, pointer: &str) -> Result<Option<&'a str>, serde_json::Error> {
+    let Some(path) = pointer.strip_prefix('/') else {
+        return find(object.text, pointer);
+    };
+    if Kind::of(object.text) != Kind::Object {
+        return Ok(None);
+    }
+    let mut tokens = path.split('/').map(unescape);
+    let first = tokens.next().unwrap_or_default();
+    // The last of duplicate keys counts.
+    match object.members.iter().rev().find(|(key, _)| *key == first) {
+        Some((_, value)) => find_tokens(value, tokens),
+        None => Ok(None),
+    }
 }
 
 /// [`find`], by tokens already unescaped.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use wasmhook_rawjson::RawText;
+use wasmhook_rawjson::{RawText, SplitObject};
 
 use crate::{Object, PolicyError, pointer};
 
@@ -75,8 +75,9 @@ struct Header<'a> {
     operation: Operation,
     #[serde(default)]
     user_info: UserInfo,
+    /// Split as it is read: typed views and edits start from its members.
     #[serde(default, borrow)]
-    object: Option<RawText<'a>>,
+    object: Option<SplitObject<'a>>,
     #[serde(default, borrow)]
     old_object: Option<RawText<'a>>,
     #[serde(default)]
@@ -95,7 +96,7 @@ pub struct Request<'a> {
     namespace: Option<String>,
     operation: Operation,
     user_info: UserInfo,
-    object: Option<&'a str>,
+    object: Option<SplitObject<'a>>,
     old_object: Option<&'a str>,
     dry_run: bool,
 }
@@ -127,7 +128,7 @@ impl<'a> Request<'a> {
             namespace: header.namespace.filter(|s| !s.is_empty()),
             operation: header.operation,
             user_info: header.user_info,
-            object: present(header.object),
+            object: header.object.filter(|object| object.text != "null"),
             old_object: present(header.old_object),
             dry_run: header.dry_run.unwrap_or(false),
         }
@@ -180,7 +181,7 @@ impl<'a> Request<'a> {
 
     /// The object as raw JSON; `None` on DELETE.
     pub fn object_json(&self) -> Option<&'a str> {
-        self.object
+        self.object.as_ref().map(|object| object.text)
     }
 
     /// The old object as raw JSON; present on UPDATE (and DELETE).
@@ -193,7 +194,12 @@ impl<'a> Request<'a> {
     /// Read-only: to change the object use [`Request::mutable_object`], which
     /// keeps every field, including those `T` does not know.
     pub fn object<T: DeserializeOwned>(&self) -> Result<Option<T>, PolicyError> {
-        deserialize_part("object", self.object)
+        let Some(object) = &self.object else {
+            return Ok(None);
+        };
+        wasmhook_rawjson::from_split(object)
+            .map(Some)
+            .map_err(|source| invalid_part::<T>("object", "", source))
     }
 
     /// The old object, deserialized as `T`.
@@ -211,7 +217,12 @@ impl<'a> Request<'a> {
     /// [`Request::object`] instead (see [`Metadata`](crate::Metadata)): the
     /// members it does not name are skipped just as cheaply.
     pub fn object_at<T: DeserializeOwned>(&self, pointer: &str) -> Result<Option<T>, PolicyError> {
-        deserialize_at("object", self.object, pointer)
+        let part = self
+            .object
+            .as_ref()
+            .map(|object| pointer::find_in_split(object, pointer))
+            .transpose();
+        read_part("object", pointer, part.map(Option::flatten))
     }
 
     /// [`Request::object_at`] for the old object.
@@ -230,10 +241,11 @@ impl<'a> Request<'a> {
     /// Fails on DELETE (there is nothing to mutate) and when the object is not
     /// a JSON object.
     pub fn mutable_object(&self) -> Result<Object, PolicyError> {
-        let raw = self
+        let object = self
             .object
+            .as_ref()
             .ok_or_else(|| PolicyError::other("the request has no object to mutate"))?;
-        Object::from_valid_json(raw)
+        Object::from_split(object)
     }
 
     /// The whole request as kube-core's typed `AdmissionRequest<T>`.
@@ -262,7 +274,25 @@ fn deserialize_at<T: DeserializeOwned>(
     raw: Option<&str>,
     pointer: &str,
 ) -> Result<Option<T>, PolicyError> {
-    let invalid = |source| PolicyError::InvalidObject {
+    let part = raw.map(|raw| pointer::find(raw, pointer)).transpose();
+    read_part(what, pointer, part.map(Option::flatten))
+}
+
+/// The part a pointer walk found (`Ok(None)`: absent), read as `T`.
+fn read_part<T: DeserializeOwned>(
+    what: &'static str,
+    pointer: &str,
+    part: Result<Option<&str>, serde_json::Error>,
+) -> Result<Option<T>, PolicyError> {
+    let invalid = |source| invalid_part::<T>(what, pointer, source);
+    match part.map_err(invalid)? {
+        None | Some("null") => Ok(None),
+        Some(part) => wasmhook_rawjson::from_valid_str(part).map(Some).map_err(invalid),
+    }
+}
+
+fn invalid_part<T>(what: &str, pointer: &str, source: serde_json::Error) -> PolicyError {
+    PolicyError::InvalidObject {
         what: if pointer.is_empty() {
             what.to_owned()
         } else {
@@ -270,19 +300,7 @@ fn deserialize_at<T: DeserializeOwned>(
         },
         target: std::any::type_name::<T>(),
         source,
-    };
-    let Some(part) = raw
-        .map(|raw| pointer::find(raw, pointer))
-        .transpose()
-        .map_err(invalid)?
-        .flatten()
-    else {
-        return Ok(None);
-    };
-    if part == "null" {
-        return Ok(None);
     }
-    wasmhook_rawjson::from_valid_str(part).map(Some).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -329,6 +347,31 @@ mod tests {
         let invalid = CREATE.replace(r#""ports": [{"port": 80}]"#, r#""ports": [{"port": 8O}]"#);
         assert!(Request::parse(&invalid).is_err());
         assert!(Request::from_server(&invalid).is_ok());
+    }
+
+    #[test]
+    fn the_mutable_object_starts_from_the_split_made_while_reading() {
+        for request in [Request::parse(CREATE).unwrap(), Request::from_server(CREATE).unwrap()] {
+            let mut object = request.mutable_object().unwrap();
+            assert!(
+                object.to_json() == request.object_json().unwrap(),
+                "untouched: byte for byte"
+            );
+            object.set("/spec/clusterIP", "None").unwrap();
+            object.remove("/metadata/labels").unwrap();
+            assert_eq!(
+                object.to_json(),
+                r#"{"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "web"},
+                   "spec": {"ports": [{"port": 80}],"clusterIP":"None"}}"#
+            );
+            assert_eq!(
+                request.object_at::<String>("/metadata/name").unwrap().as_deref(),
+                Some("web")
+            );
+            assert_eq!(request.object_at::<u16>("/spec/ports/0/port").unwrap(), Some(80));
+            assert_eq!(request.object_at::<u16>("/nothing/here").unwrap(), None);
+        }
     }
 
     #[test]
