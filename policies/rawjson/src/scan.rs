@@ -44,10 +44,7 @@ pub fn elements(json: &str) -> Result<Vec<&str>, Error> {
 
 /// The members of an object, one at a time (what [`members`] collects).
 pub struct Members<'a> {
-    cursor: Cursor<'a>,
-    done: bool,
-    /// Inside a larger document: text may follow the closing brace.
-    nested: bool,
+    parts: Parts<'a>,
 }
 
 impl<'a> Members<'a> {
@@ -64,45 +61,13 @@ impl<'a> Members<'a> {
 
     /// Where reading stopped: after the object, once every member is read.
     pub(crate) fn into_cursor(self) -> Cursor<'a> {
-        self.cursor
+        self.parts.cursor
     }
 
-    fn start(mut cursor: Cursor<'a>, nested: bool) -> Result<Self, Error> {
-        cursor.skip_whitespace();
-        cursor.expect(b'{', "expected a JSON object")?;
-        cursor.skip_whitespace();
-        let mut members = Self {
-            cursor,
-            done: false,
-            nested,
-        };
-        if members.cursor.peek() == Some(b'}') {
-            members.close()?;
-        }
-        Ok(members)
-    }
-
-    /// Steps over the closing brace.
-    fn close(&mut self) -> Result<(), Error> {
-        self.cursor.position += 1;
-        self.done = true;
-        if self.nested { Ok(()) } else { self.cursor.expect_end() }
-    }
-
-    fn read(&mut self) -> Result<Member<'a>, Error> {
-        let cursor = &mut self.cursor;
-        let key = cursor.key()?;
-        let value = cursor.value()?;
-        cursor.skip_whitespace();
-        match cursor.peek() {
-            Some(b',') => {
-                cursor.position += 1;
-                cursor.skip_whitespace();
-            }
-            Some(b'}') => self.close()?,
-            _ => return Err(cursor.error("expected ',' or '}' after a member")),
-        }
-        Ok((key, value))
+    fn start(cursor: Cursor<'a>, nested: bool) -> Result<Self, Error> {
+        Ok(Self {
+            parts: Parts::start(cursor, nested, OBJECT)?,
+        })
     }
 }
 
@@ -110,54 +75,21 @@ impl<'a> Iterator for Members<'a> {
     type Item = Result<Member<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        let member = self.read();
-        // After an error there is nothing reliable left to read.
-        self.done |= member.is_err();
-        Some(member)
+        self.parts.next(|cursor| Ok((cursor.key()?, cursor.value()?)))
     }
 }
 
 /// The elements of an array, one at a time (what [`elements`] collects).
 pub struct Elements<'a> {
-    cursor: Cursor<'a>,
-    done: bool,
+    parts: Parts<'a>,
 }
 
 impl<'a> Elements<'a> {
     /// Starts reading the array `json`: an error if it does not start with `[`.
     pub fn new(json: &'a str) -> Result<Self, Error> {
-        let mut cursor = Cursor::new(json);
-        cursor.skip_whitespace();
-        cursor.expect(b'[', "expected a JSON array")?;
-        cursor.skip_whitespace();
-        let done = cursor.peek() == Some(b']');
-        if done {
-            cursor.position += 1;
-            cursor.expect_end()?;
-        }
-        Ok(Self { cursor, done })
-    }
-
-    fn read(&mut self) -> Result<&'a str, Error> {
-        let cursor = &mut self.cursor;
-        let value = cursor.value()?;
-        cursor.skip_whitespace();
-        match cursor.peek() {
-            Some(b',') => {
-                cursor.position += 1;
-                cursor.skip_whitespace();
-            }
-            Some(b']') => {
-                cursor.position += 1;
-                cursor.expect_end()?;
-                self.done = true;
-            }
-            _ => return Err(cursor.error("expected ',' or ']' after an element")),
-        }
-        Ok(value)
+        Ok(Self {
+            parts: Parts::start(Cursor::new(json), false, ARRAY)?,
+        })
     }
 }
 
@@ -165,12 +97,83 @@ impl<'a> Iterator for Elements<'a> {
     type Item = Result<&'a str, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.parts.next(Cursor::value)
+    }
+}
+
+/// The punctuation of a container, and what its errors say.
+#[derive(Clone, Copy)]
+pub(crate) struct Brackets {
+    open: u8,
+    close: u8,
+    /// The error when the container does not start with `open`.
+    expected: &'static str,
+    /// The error when a part is followed by neither `,` nor `close`.
+    after_part: &'static str,
+}
+
+/// `{` … `}`.
+pub(crate) const OBJECT: Brackets = Brackets {
+    open: b'{',
+    close: b'}',
+    expected: "expected a JSON object",
+    after_part: "expected ',' or '}' after a member",
+};
+
+/// `[` … `]`.
+pub(crate) const ARRAY: Brackets = Brackets {
+    open: b'[',
+    close: b']',
+    expected: "expected a JSON array",
+    after_part: "expected ',' or ']' after an element",
+};
+
+/// What the two splitters share: reading a container's parts one at a time,
+/// and its brackets and commas.
+struct Parts<'a> {
+    cursor: Cursor<'a>,
+    brackets: Brackets,
+    done: bool,
+    /// Inside a larger document: text may follow the closing bracket.
+    nested: bool,
+}
+
+impl<'a> Parts<'a> {
+    fn start(mut cursor: Cursor<'a>, nested: bool, brackets: Brackets) -> Result<Self, Error> {
+        cursor.skip_whitespace();
+        let empty = cursor.open(brackets)?;
+        let mut parts = Self {
+            cursor,
+            brackets,
+            done: false,
+            nested,
+        };
+        if empty {
+            parts.finish()?;
+        }
+        Ok(parts)
+    }
+
+    /// The closing bracket has been stepped over.
+    fn finish(&mut self) -> Result<(), Error> {
+        self.done = true;
+        if self.nested { Ok(()) } else { self.cursor.expect_end() }
+    }
+
+    /// The next part, read by `read`, and the comma or bracket after it.
+    fn next<T>(&mut self, read: impl FnOnce(&mut Cursor<'a>) -> Result<T, Error>) -> Option<Result<T, Error>> {
         if self.done {
             return None;
         }
-        let element = self.read();
-        self.done |= element.is_err();
-        Some(element)
+        let part = read(&mut self.cursor).and_then(|part| {
+            if self.cursor.end_of_part(self.brackets)? {
+                self.finish()?;
+            }
+            Ok(part)
+        });
+        // After an error there is nothing reliable left to read.
+        self.done |= part.is_err();
+        Some(part)
     }
 }
 
@@ -230,9 +233,39 @@ impl<'a> Cursor<'a> {
         self.position
     }
 
-    /// Skips one byte (that the caller has peeked).
-    pub(crate) fn advance(&mut self) {
-        self.position += 1;
+    /// Steps past the end of the text (whose parts were read otherwise).
+    pub(crate) fn skip_to_end(&mut self) {
+        self.position = self.bytes.len();
+    }
+
+    /// A container's opening bracket and the whitespace after it; `true` if
+    /// the container is empty (its closing bracket is stepped over too).
+    pub(crate) fn open(&mut self, brackets: Brackets) -> Result<bool, Error> {
+        self.expect(brackets.open, brackets.expected)?;
+        self.skip_whitespace();
+        let empty = self.peek() == Some(brackets.close);
+        if empty {
+            self.position += 1;
+        }
+        Ok(empty)
+    }
+
+    /// After a part of a container: steps over the comma and whitespace
+    /// before the next part (`false`), or over the closing bracket (`true`).
+    pub(crate) fn end_of_part(&mut self, brackets: Brackets) -> Result<bool, Error> {
+        self.skip_whitespace();
+        match self.peek() {
+            Some(b',') => {
+                self.position += 1;
+                self.skip_whitespace();
+                Ok(false)
+            }
+            Some(byte) if byte == brackets.close => {
+                self.position += 1;
+                Ok(true)
+            }
+            _ => Err(self.error(brackets.after_part)),
+        }
     }
 
     /// Whether the text here starts with `literal`.

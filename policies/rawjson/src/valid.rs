@@ -21,15 +21,19 @@ use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess
 use serde::forward_to_deserialize_any;
 
 use crate::Error;
-use crate::scan::{Cursor, Member, Members, members};
+use crate::scan::{ARRAY, Cursor, Member, Members, OBJECT, members};
 use crate::{Key, Kind};
 
 /// Deserializes `T` from `json`, which must be valid JSON: the parts `T`
 /// ignores are delimited, not validated (see the module documentation).
 pub fn from_valid_str<'de, T: de::Deserialize<'de>>(json: &'de str) -> Result<T, Error> {
-    let mut stream = Stream {
-        cursor: Cursor::new(json),
-    };
+    read(json, None)
+}
+
+/// `T` from `json`; when `root_members` are given, `json` is an object
+/// already split into them.
+fn read<'de, T: de::Deserialize<'de>>(json: &'de str, root_members: Option<&[Member<'de>]>) -> Result<T, Error> {
+    let mut stream = Stream::new(json, root_members);
     stream.cursor.skip_whitespace();
     let value = T::deserialize(&mut stream)?;
     stream.cursor.expect_end()?;
@@ -173,125 +177,8 @@ impl<'de> SeqAccess<'de> for SplitAccess<'de> {
 /// members are handed to serde without reading the object again, and each
 /// member serde wants is read as [`from_valid_str`] reads.
 pub fn from_split<'de, T: de::Deserialize<'de>>(object: &SplitObject<'de>) -> Result<T, Error> {
-    if Kind::of(object.text) != Kind::Object {
-        return from_valid_str(object.text);
-    }
-    T::deserialize(Split { object })
-}
-
-/// The deserializer behind [`from_split`].
-struct Split<'s, 'de> {
-    object: &'s SplitObject<'de>,
-}
-
-impl<'de> Split<'_, 'de> {
-    fn visit_members<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let mut access = SplitMembers {
-            members: self.object.members.iter(),
-            value: None,
-        };
-        visitor.visit_map(&mut access)
-    }
-
-    /// Anything but a map: the object's text, read as usual (which reports
-    /// the type error an object is for a string, say).
-    fn as_text(&self) -> Stream<'de> {
-        Stream {
-            cursor: Cursor::new(self.object.text),
-        }
-    }
-}
-
-macro_rules! by_text {
-    ($($method:ident),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            self.as_text().$method(visitor)
-        }
-    )*};
-}
-
-impl<'de> Deserializer<'de> for Split<'_, 'de> {
-    type Error = Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.visit_members(visitor)
-    }
-
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.visit_members(visitor)
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.visit_members(visitor)
-    }
-
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        // An object is never `null`.
-        visitor.visit_some(self)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_unit()
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
-        self.as_text().deserialize_newtype_struct(name, visitor)
-    }
-
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value, Error> {
-        self.as_text().deserialize_unit_struct(name, visitor)
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        self.as_text().deserialize_tuple(len, visitor)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.as_text().deserialize_tuple_struct(name, len, visitor)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        self.as_text().deserialize_enum(name, variants, visitor)
-    }
-
-    by_text!(
-        deserialize_bool,
-        deserialize_i8,
-        deserialize_i16,
-        deserialize_i32,
-        deserialize_i64,
-        deserialize_i128,
-        deserialize_u8,
-        deserialize_u16,
-        deserialize_u32,
-        deserialize_u64,
-        deserialize_u128,
-        deserialize_f32,
-        deserialize_f64,
-        deserialize_char,
-        deserialize_str,
-        deserialize_string,
-        deserialize_bytes,
-        deserialize_byte_buf,
-        deserialize_unit,
-        deserialize_seq,
-        deserialize_identifier,
-    );
+    let root_members = (Kind::of(object.text) == Kind::Object).then_some(object.members.as_slice());
+    read(object.text, root_members)
 }
 
 /// The members of a [`SplitObject`], handed to serde.
@@ -316,10 +203,7 @@ impl<'de> MapAccess<'de> for SplitMembers<'_, 'de> {
             .value
             .take()
             .ok_or_else(|| <Error as de::Error>::custom("a value was asked for before its key"))?;
-        let mut stream = Stream {
-            cursor: Cursor::new(value),
-        };
-        seed.deserialize(&mut stream)
+        seed.deserialize(&mut Stream::new(value, None))
             .map_err(|error| within(&escape_token(key), &error))
     }
 }
@@ -328,11 +212,21 @@ impl<'de> MapAccess<'de> for SplitMembers<'_, 'de> {
 /// read member by member as serde asks for them, and a member serde does not
 /// want is stepped over by delimiting it. Scalars are cut out and read by
 /// serde_json.
-struct Stream<'de> {
+struct Stream<'s, 'de> {
     cursor: Cursor<'de>,
+    /// The members of the object at the start of the text, when it was
+    /// split already (see [`from_split`]).
+    root_members: Option<&'s [Member<'de>]>,
 }
 
-impl<'de> Stream<'de> {
+impl<'s, 'de> Stream<'s, 'de> {
+    fn new(text: &'de str, root_members: Option<&'s [Member<'de>]>) -> Self {
+        Self {
+            cursor: Cursor::new(text),
+            root_members,
+        }
+    }
+
     /// The next value's text, stepped over.
     fn take_value(&mut self) -> Result<&'de str, Error> {
         self.cursor.value()
@@ -369,11 +263,18 @@ impl<'de> Stream<'de> {
     }
 
     fn visit_object<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
-        self.cursor.advance();
+        if let Some(members) = self.root_members.take() {
+            // Split as it was read: its members, without reading it again.
+            self.cursor.skip_to_end();
+            return visitor.visit_map(SplitMembers {
+                members: members.iter(),
+                value: None,
+            });
+        }
+        let done = self.cursor.open(OBJECT)?;
         let mut access = MemberAccess {
             stream: self,
-            first: true,
-            done: false,
+            done,
             key: None,
         };
         let value = visitor.visit_map(&mut access)?;
@@ -390,11 +291,11 @@ impl<'de> Stream<'de> {
     }
 
     fn visit_array<V: Visitor<'de>>(&mut self, visitor: V) -> Result<V::Value, Error> {
-        self.cursor.advance();
+        let done = self.cursor.open(ARRAY)?;
         let mut access = ElementAccess {
             stream: self,
             index: 0,
-            done: false,
+            done,
         };
         let value = visitor.visit_seq(&mut access)?;
         while access
@@ -415,7 +316,7 @@ macro_rules! by_serde_json {
     )*};
 }
 
-impl<'de> Deserializer<'de> for &mut Stream<'de> {
+impl<'de> Deserializer<'de> for &mut Stream<'_, 'de> {
     type Error = Error;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -531,40 +432,22 @@ impl<'de> Deserializer<'de> for &mut Stream<'de> {
 }
 
 /// An object's members, handed to serde as the stream reaches them.
-struct MemberAccess<'s, 'de> {
-    stream: &'s mut Stream<'de>,
-    first: bool,
+struct MemberAccess<'a, 's, 'de> {
+    stream: &'a mut Stream<'s, 'de>,
+    /// The closing brace has been read.
     done: bool,
     /// The key whose value is next, for errors.
     key: Option<Cow<'de, str>>,
 }
 
-impl<'de> MapAccess<'de> for MemberAccess<'_, 'de> {
+impl<'de> MapAccess<'de> for MemberAccess<'_, '_, 'de> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
         if self.done {
             return Ok(None);
         }
-        let cursor = &mut self.stream.cursor;
-        cursor.skip_whitespace();
-        let closing = match cursor.peek() {
-            Some(b'}') => true,
-            Some(b',') if !self.first => {
-                cursor.advance();
-                cursor.skip_whitespace();
-                false
-            }
-            _ if self.first => false,
-            _ => return Err(cursor.error("expected ',' or '}' after a member")),
-        };
-        self.first = false;
-        if closing {
-            cursor.advance();
-            self.done = true;
-            return Ok(None);
-        }
-        let key = cursor.key()?;
+        let key = self.stream.cursor.key()?;
         let deserialized = seed.deserialize(KeyDeserializer { key: key.clone() })?;
         self.key = Some(key);
         Ok(Some(deserialized))
@@ -572,45 +455,36 @@ impl<'de> MapAccess<'de> for MemberAccess<'_, 'de> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
         let key = self.key.take().unwrap_or_default();
-        seed.deserialize(&mut *self.stream)
-            .map_err(|error| within(&escape_token(&key), &error))
+        let value = seed
+            .deserialize(&mut *self.stream)
+            .map_err(|error| within(&escape_token(&key), &error))?;
+        self.done = self.stream.cursor.end_of_part(OBJECT)?;
+        Ok(value)
     }
 }
 
 /// An array's elements, handed to serde as the stream reaches them.
-struct ElementAccess<'s, 'de> {
-    stream: &'s mut Stream<'de>,
+struct ElementAccess<'a, 's, 'de> {
+    stream: &'a mut Stream<'s, 'de>,
     index: usize,
+    /// The closing bracket has been read.
     done: bool,
 }
 
-impl<'de> SeqAccess<'de> for ElementAccess<'_, 'de> {
+impl<'de> SeqAccess<'de> for ElementAccess<'_, '_, 'de> {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, Error> {
         if self.done {
             return Ok(None);
         }
-        let cursor = &mut self.stream.cursor;
-        cursor.skip_whitespace();
-        match (self.index, cursor.peek()) {
-            (_, Some(b']')) => {
-                cursor.advance();
-                self.done = true;
-                return Ok(None);
-            }
-            (0, _) => {}
-            (_, Some(b',')) => {
-                cursor.advance();
-                cursor.skip_whitespace();
-            }
-            _ => return Err(cursor.error("expected ',' or ']' after an element")),
-        }
         let index = self.index;
         self.index += 1;
-        seed.deserialize(&mut *self.stream)
-            .map(Some)
-            .map_err(|error| within(&index.to_string(), &error))
+        let element = seed
+            .deserialize(&mut *self.stream)
+            .map_err(|error| within(&index.to_string(), &error))?;
+        self.done = self.stream.cursor.end_of_part(ARRAY)?;
+        Ok(Some(element))
     }
 }
 
