@@ -1,9 +1,14 @@
 //! Reading an `admission.k8s.io/v1` AdmissionReview on the host.
 //!
 //! The body is validated once, as serde_json reads the envelope; the `request`
-//! member is kept as the exact bytes the API server sent, which the policy
-//! receives without re-serialization. The few header fields the server needs
-//! (uid, kind, operation, name…) are then read from that validated text with
+//! member is kept as the text the API server sent, without the whitespace
+//! between its tokens (`wasmhook_rawjson::compact`: strings, numbers and key
+//! order byte for byte), and the policy receives that text without
+//! re-serialization. A pretty-printed review is half indentation; compacted
+//! once here, natively, every later pass — the policy's reads in Wasm, the
+//! copy into its memory, the object it returns, the diff — covers only what
+//! means something. The few header fields the server needs (uid, kind,
+//! operation, name…) are then read from the validated text with
 //! `wasmhook_rawjson::from_valid_str`, which delimits the object instead of
 //! validating it a second time. The object is parsed on the host only when a
 //! policy returns a mutation and the patch must be computed.
@@ -136,15 +141,24 @@ impl AdmissionInput {
             .filter(|raw| raw.get() != "null")
             .ok_or(ReviewError::MissingRequest)?;
         // Validated with the envelope: read, not validated again.
-        let request_json = request.get().to_owned();
+        let request_json = wasmhook_rawjson::compact(request.get()).into_owned();
         let header = wasmhook_rawjson::from_valid_str(&request_json);
         Self::from_header(header, &request_json).map(|input| input.with_json(request_json))
     }
 
     /// Reads (and validates) the `request` member of a review, given as JSON.
     pub fn from_request(request_json: String) -> Result<Self, ReviewError> {
-        let header = serde_json::from_str(&request_json);
-        Self::from_header(header, &request_json).map(|input| input.with_json(request_json))
+        // Validated as given, so that errors point into the text as written.
+        let header = serde_json::from_str::<Header<'_>>(&request_json);
+        let compacted = match wasmhook_rawjson::compact(&request_json) {
+            std::borrow::Cow::Borrowed(_) => {
+                return Self::from_header(header, &request_json).map(|input| input.with_json(request_json));
+            }
+            std::borrow::Cow::Owned(compacted) => compacted,
+        };
+        Self::from_header(header, &request_json)?;
+        let header = wasmhook_rawjson::from_valid_str(&compacted);
+        Self::from_header(header, &compacted).map(|input| input.with_json(compacted))
     }
 
     /// The input a header describes; `request_json` (which the header
@@ -220,7 +234,8 @@ impl AdmissionInput {
         self.dry_run
     }
 
-    /// The `request` member exactly as received: what the policy is given.
+    /// The `request` member as received, without whitespace between its
+    /// tokens: what the policy is given.
     pub fn request_json(&self) -> &str {
         &self.request_json
     }
@@ -244,16 +259,31 @@ mod tests {
         "operation":"CREATE","userInfo":{},"object":{"kind":"Service","metadata":{"name":"web"}},"oldObject":null}"#;
 
     #[test]
-    fn a_review_is_read_once_and_the_request_kept_verbatim() {
+    fn a_review_is_read_once_and_the_request_kept_without_whitespace_between_tokens() {
         let input = AdmissionInput::from_review(review(REQUEST).as_bytes()).unwrap();
         assert_eq!(input.uid(), "u1");
         assert_eq!(input.kind().kind, "Service");
         assert_eq!(input.operation(), &Operation::Create);
         assert_eq!((input.name(), input.namespace()), (Some("web"), Some("ns")));
-        assert_eq!(input.request_json(), REQUEST);
+        assert_eq!(
+            input.request_json(),
+            r#"{"uid":"u1","kind":{"group":"","version":"v1","kind":"Service"},"resource":{"group":"","version":"v1","resource":"services"},"name":"web","namespace":"ns","operation":"CREATE","userInfo":{},"object":{"kind":"Service","metadata":{"name":"web"}},"oldObject":null}"#
+        );
         assert_eq!(
             input.object_json(),
             Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#)
+        );
+        // Strings, numbers and key order are kept byte for byte.
+        let spaced = REQUEST.replace(
+            r#"{"name":"web"}"#,
+            r#"{ "name" : "web" , "annotations": {"z": "two  spaces\n", "a": " 1.50E+2 "}, "generation": 1.50E+2 }"#,
+        );
+        let input = AdmissionInput::from_review(review(&spaced).as_bytes()).unwrap();
+        assert_eq!(
+            input.object_json(),
+            Some(
+                r#"{"kind":"Service","metadata":{"name":"web","annotations":{"z":"two  spaces\n","a":" 1.50E+2 "},"generation":1.50E+2}}"#
+            )
         );
     }
 

@@ -14,6 +14,8 @@
 //! - [`from_valid_str`] deserializes a type from text already validated (the
 //!   server validates each review once, as it arrives), reading only the
 //!   members the type keeps; [`RawText`] passes a member on unread.
+//! - [`compact`] removes the whitespace between tokens of valid JSON, so a
+//!   pretty-printed review is read, copied and diffed at half its size.
 //! - [`diff`] computes the JSON Patch between two documents, descending only
 //!   into the parts whose bytes differ. Its patch is exactly the one
 //!   `json_patch::diff` computes on the parsed documents (tested, and fuzzed).
@@ -31,10 +33,12 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde_json::value::RawValue;
 
+mod compact;
 mod diff;
 mod scan;
 mod valid;
 
+pub use compact::compact;
 pub use diff::diff;
 pub use scan::{Elements, Member, Members, elements, members};
 pub use valid::{RawText, SplitObject, from_split, from_valid_str};

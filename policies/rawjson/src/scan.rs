@@ -322,7 +322,7 @@ impl<'a> Cursor<'a> {
 
 /// The offset just past the string that starts (with its quote) at `start`;
 /// `None` if it is not terminated.
-fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+pub(crate) fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut position = start + 1;
     loop {
         position = skip_plain_string_bytes(bytes, position);

@@ -1,4 +1,4 @@
-//! The scanner and the streaming deserializer against serde_json, on many
+//! The scanner, the streaming deserializer and `compact` against serde_json, on many
 //! damaged variants of recorded Kubernetes objects: on any input they return
 //! (never panic, never loop), and on every input serde_json accepts they read
 //! exactly what serde_json reads.
@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use wasmhook_rawjson::{elements, from_valid_str, members};
+use wasmhook_rawjson::{compact, elements, from_valid_str, members};
 
 const DOCUMENTS: [&str; 3] = [
     include_str!("../../../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"),
@@ -62,10 +62,15 @@ fn damaged_documents_never_panic_and_valid_ones_read_as_serde_json_reads_them() 
         let _ = members(&text);
         let _ = elements(&text);
         let fast = from_valid_str::<Value>(&text);
+        let compacted = compact(&text);
         if let Ok(expected) = serde_json::from_str::<Value>(&text) {
             still_valid += 1;
             let found = fast.unwrap_or_else(|error| panic!("{error}: serde_json reads {text}"));
             assert_eq!(found, expected, "{text}");
+            // Compacted, the same document (and no whitespace left between tokens).
+            let reread: Value = serde_json::from_str(&compacted).unwrap_or_else(|error| panic!("{error}: {compacted}"));
+            assert_eq!(reread, expected, "{text}");
+            assert_eq!(compact(&compacted), compacted, "{text}");
             if let Value::Object(map) = &expected {
                 // The last of duplicate keys counts, as in serde_json's map.
                 let last: BTreeMap<_, _> = members(&text).unwrap().into_iter().collect();
