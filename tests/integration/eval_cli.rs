@@ -134,6 +134,32 @@ fn a_recorded_review_is_evaluated_as_sent() {
 }
 
 #[test]
+fn an_object_nested_deeper_than_serde_json_builds_is_patched_and_said_unrenderable() {
+    // The API server accepts far deeper JSON than serde_json's 128 levels
+    // (custom resources with preserved unknown fields): the patch is still
+    // computed (the deep part is unchanged, compared as text), and the
+    // resulting object is reported as not renderable instead of a crash.
+    let mut review: Value =
+        serde_json::from_str(&std::fs::read_to_string(review("mutating-create-statefulset-mysql.json")).unwrap())
+            .unwrap();
+    let mut deep = json!("leaf");
+    for _ in 0..200 {
+        deep = json!({ "nested": deep });
+    }
+    review["request"]["object"]["spec"]["template"]["spec"]["deep"] = deep;
+    let dir = tempfile::tempdir().unwrap();
+    let deep_review = file(&dir, "deep.json", &review.to_string());
+    let run = eval(&["--policy", "statefulset-service-name", "--review", path(&deep_review)]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stdout.contains(r#""path": "/spec/serviceName""#), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("<cannot render: recursion limit exceeded"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
 fn a_denial_exits_1_with_the_message() {
     let run = eval(&[
         "--policy",

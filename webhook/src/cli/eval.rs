@@ -256,8 +256,10 @@ fn print_human(
             serde_json::to_string_pretty(&mutation.patch).unwrap_or_default()
         )?;
         writeln!(out, "\nresulting object:")?;
-        let yaml =
-            serde_saphyr::to_string(&mutation.mutated()).unwrap_or_else(|error| format!("<cannot render: {error}>"));
+        let yaml = match mutation.mutated() {
+            Ok(object) => serde_saphyr::to_string(&object).unwrap_or_else(|error| format!("<cannot render: {error}>")),
+            Err(error) => format!("<cannot render: {error}>"),
+        };
         write!(out, "{yaml}")?;
     }
     Ok(())
