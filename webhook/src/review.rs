@@ -141,22 +141,20 @@ impl AdmissionInput {
             .filter(|raw| raw.get() != "null")
             .ok_or(ReviewError::MissingRequest)?;
         // Validated with the envelope: read, not validated again.
-        let request_json = wasmhook_rawjson::compact(request.get()).into_owned();
-        let header = wasmhook_rawjson::from_valid_str(&request_json);
-        Self::from_header(header, &request_json).map(|input| input.with_json(request_json))
+        Self::from_valid_request(request.get())
     }
 
     /// Reads (and validates) the `request` member of a review, given as JSON.
     pub fn from_request(request_json: String) -> Result<Self, ReviewError> {
         // Validated as given, so that errors point into the text as written.
-        let header = serde_json::from_str::<Header<'_>>(&request_json);
-        let compacted = match wasmhook_rawjson::compact(&request_json) {
-            std::borrow::Cow::Borrowed(_) => {
-                return Self::from_header(header, &request_json).map(|input| input.with_json(request_json));
-            }
-            std::borrow::Cow::Owned(compacted) => compacted,
-        };
-        Self::from_header(header, &request_json)?;
+        Self::from_header(serde_json::from_str(&request_json), &request_json)?;
+        Self::from_valid_request(&request_json)
+    }
+
+    /// The input of a validated request, kept compacted: what the policy is
+    /// given. Its header is read without validating the text again.
+    fn from_valid_request(request_json: &str) -> Result<Self, ReviewError> {
+        let compacted = wasmhook_rawjson::compact(request_json).into_owned();
         let header = wasmhook_rawjson::from_valid_str(&compacted);
         Self::from_header(header, &compacted).map(|input| input.with_json(compacted))
     }

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::scan::string_end;
+use crate::scan::{is_whitespace, string_end};
 
 /// `json` (valid JSON) without whitespace outside its strings; borrowed when
 /// it has none.
@@ -27,12 +27,12 @@ pub fn compact(json: &str) -> Cow<'_, str> {
     while let Some(&byte) = bytes.get(position) {
         match byte {
             b'"' => position = string_end(bytes, position).unwrap_or(bytes.len()),
-            b' ' | b'\t' | b'\n' | b'\r' => {
+            _ if is_whitespace(byte) => {
                 compacted
                     .get_or_insert_with(|| Vec::with_capacity(bytes.len()))
                     .extend_from_slice(&bytes[run_start..position]);
                 position += 1;
-                while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(position) {
+                while bytes.get(position).copied().is_some_and(is_whitespace) {
                     position += 1;
                 }
                 run_start = position;

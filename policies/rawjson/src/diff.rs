@@ -19,6 +19,7 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
+use crate::scan::is_whitespace;
 use crate::{Error, Kind, elements, members, validate};
 
 /// The JSON Patch (RFC 6902) that turns `original` into `mutated`.
@@ -35,7 +36,7 @@ pub fn diff(original: &str, mutated: &str) -> Result<Patch, Error> {
 
 /// Without JSON's whitespace (space, tab, line feed, carriage return) around it.
 fn trim(json: &str) -> &str {
-    json.trim_matches([' ', '\t', '\n', '\r'])
+    json.trim_matches(|c: char| u8::try_from(c).is_ok_and(is_whitespace))
 }
 
 fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {

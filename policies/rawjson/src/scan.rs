@@ -200,7 +200,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn skip_whitespace(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        while self.peek().is_some_and(is_whitespace) {
             self.position += 1;
         }
     }
@@ -318,6 +318,11 @@ impl<'a> Cursor<'a> {
             .map_or(0, |newline| newline + 1);
         Error::custom(format!("{what} at line {line} column {}", offset - line_start + 1))
     }
+}
+
+/// Whether `byte` is JSON whitespace (space, tab, line feed, carriage return).
+pub(crate) fn is_whitespace(byte: u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
 }
 
 /// The offset just past the string that starts (with its quote) at `start`;
