@@ -242,6 +242,20 @@ fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runti
             BatchSize::PerIteration,
         )
     });
+    // Teardown alone: dropping an evaluated instance returns its pool slot,
+    // which resets the memory the guest wrote.
+    group.bench_function(format!("{}/teardown", case.id), |b| {
+        b.iter_batched(
+            || {
+                let mut instance = instantiate(runtime, &case.policy);
+                let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
+                assert!(verdict.is_ok(), "the policy evaluates");
+                instance
+            },
+            drop,
+            BatchSize::PerIteration,
+        )
+    });
     // From the verdict to the encoded answer: patch, verification, JSON.
     let verdict = case
         .policy

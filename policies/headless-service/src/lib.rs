@@ -17,10 +17,11 @@
 //! ExternalName Services and DELETE requests are allowed untouched.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, selector};
+use wasmhook_policy::{Metadata, NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector};
 
 /// The label that marks a Service as headless under the default settings.
 pub const HEADLESS_LABEL: &str = "wasmhook.dev/headless";
@@ -109,7 +110,7 @@ impl Policy for HeadlessService {
         let Some(reason) = selection_reason(name, &metadata.labels, settings) else {
             return Ok(Verdict::allow());
         };
-        let display = display_name(request.namespace(), name);
+        let display = NamespacedName::new(request.namespace(), name);
 
         let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
         match service_type {
@@ -190,27 +191,49 @@ struct SpecView {
     cluster_ips: Option<Vec<String>>,
 }
 
-/// Why a Service is selected, for messages; `None` when it is not.
-fn selection_reason(name: &str, labels: &BTreeMap<String, String>, settings: &Settings) -> Option<String> {
+/// Why a Service is selected. Said in denials, and formatted only then: a
+/// mutation formats nothing.
+enum Selection<'s> {
+    NameSuffix(&'s str),
+    NamePrefix(&'s str),
+    Labels,
+}
+
+impl fmt::Display for Selection<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NameSuffix(suffix) => write!(f, "its name ends with {suffix:?}"),
+            Self::NamePrefix(prefix) => write!(f, "its name starts with {prefix:?}"),
+            Self::Labels => f.write_str("its labels match the headless selector"),
+        }
+    }
+}
+
+/// Why a Service is selected; `None` when it is not.
+fn selection_reason<'s>(
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    settings: &'s Settings,
+) -> Option<Selection<'s>> {
     if let Some(suffix) = settings
         .name_suffixes
         .iter()
         .find(|suffix| name.ends_with(suffix.as_str()))
     {
-        return Some(format!("its name ends with {suffix:?}"));
+        return Some(Selection::NameSuffix(suffix));
     }
     if let Some(prefix) = settings
         .name_prefixes
         .iter()
         .find(|prefix| name.starts_with(prefix.as_str()))
     {
-        return Some(format!("its name starts with {prefix:?}"));
+        return Some(Selection::NamePrefix(prefix));
     }
     settings
         .selector
         .as_ref()
         .filter(|label_selector| selector::matches(label_selector, labels))
-        .map(|_| "its labels match the headless selector".to_owned())
+        .map(|_| Selection::Labels)
 }
 
 /// Whether the old version of an updated Service was of type ExternalName.
@@ -225,13 +248,6 @@ fn concrete_cluster_ip(spec: &SpecView) -> Option<String> {
         .chain(spec.cluster_ips.iter().flatten())
         .find(|ip| !ip.is_empty() && ip.as_str() != "None")
         .cloned()
-}
-
-fn display_name(namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(namespace) => format!("{namespace}/{name}"),
-        None => name.to_owned(),
-    }
 }
 
 #[cfg(test)]

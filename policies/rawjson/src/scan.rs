@@ -287,6 +287,22 @@ impl<'a> Cursor<'a> {
         Ok(key)
     }
 
+    /// The value starting here when it is a string without escapes: its
+    /// content, borrowed, with the cursor past it. `None`, the cursor
+    /// unmoved, for any other value.
+    pub(crate) fn plain_string(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let content_start = self.position + 1;
+        let content_end = skip_plain_string_bytes(self.bytes, content_start);
+        if self.bytes.get(content_end) != Some(&b'"') {
+            return None;
+        }
+        self.position = content_end + 1;
+        Some(&self.text[content_start..content_end])
+    }
+
     /// The value starting here (whitespace already skipped), delimited.
     pub(crate) fn value(&mut self) -> Result<&'a str, Error> {
         let start = self.position;

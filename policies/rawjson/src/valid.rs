@@ -7,9 +7,10 @@
 //! text already validated (an admission review, after the server checked it),
 //! [`from_valid_str`] reads in one pass, handing serde each object's members
 //! and each array's elements as it reaches them: a member serde ignores costs
-//! only its delimiting by the scanner, and scalars are still parsed by
-//! serde_json itself, so numbers, strings and escapes mean exactly what they
-//! mean to serde_json.
+//! only its delimiting by the scanner. A string without escapes is handed to
+//! serde borrowed from the text; other scalars are still parsed by serde_json
+//! itself, so numbers, literals and escapes mean exactly what they mean to
+//! serde_json.
 //!
 //! An error names the member it happened in as a JSON pointer
 //! (`at /spec/ports/0/port: invalid type: …`).
@@ -210,8 +211,8 @@ impl<'de> MapAccess<'de> for SplitMembers<'_, 'de> {
 
 /// A serde `Deserializer` reading valid JSON text in one pass: containers are
 /// read member by member as serde asks for them, and a member serde does not
-/// want is stepped over by delimiting it. Scalars are cut out and read by
-/// serde_json.
+/// want is stepped over by delimiting it. Strings without escapes are
+/// borrowed from the text; other scalars are cut out and read by serde_json.
 struct Stream<'s, 'de> {
     cursor: Cursor<'de>,
     /// The members of the object at the start of the text, when it was
@@ -241,6 +242,24 @@ impl<'s, 'de> Stream<'s, 'de> {
         let value = read(&mut deserializer)?;
         deserializer.end()?;
         Ok(value)
+    }
+
+    /// The next value read as a string. One without escapes is handed to
+    /// the visitor borrowed from the text: valid JSON has no control
+    /// characters in a string, so serde_json would have nothing to check or
+    /// unescape. Any other value goes to serde_json, as `read` says.
+    fn visit_str<V: Visitor<'de>>(
+        &mut self,
+        visitor: V,
+        read: impl FnOnce(&mut serde_json::Deserializer<serde_json::de::StrRead<'de>>, V) -> Result<V::Value, Error>,
+    ) -> Result<V::Value, Error> {
+        match self.cursor.plain_string() {
+            // serde_json places a visitor's error just past the string.
+            Some(text) => visitor.visit_borrowed_str(text).map_err(|error: Error| {
+                <Error as de::Error>::custom(format!("{error} at line 1 column {}", text.len() + 2))
+            }),
+            None => self.with_serde_json(|deserializer| read(deserializer, visitor)),
+        }
     }
 
     /// The next value's text and, for an object, its members, in one pass.
@@ -323,8 +342,18 @@ impl<'de> Deserializer<'de> for &mut Stream<'_, 'de> {
         match self.cursor.peek() {
             Some(b'{') => self.visit_object(visitor),
             Some(b'[') => self.visit_array(visitor),
-            _ => self.with_serde_json(|deserializer| deserializer.deserialize_any(visitor)),
+            _ => self.visit_str(visitor, |deserializer, visitor| deserializer.deserialize_any(visitor)),
         }
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.visit_str(visitor, |deserializer, visitor| deserializer.deserialize_str(visitor))
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.visit_str(visitor, |deserializer, visitor| {
+            deserializer.deserialize_string(visitor)
+        })
     }
 
     by_serde_json!(
@@ -342,8 +371,6 @@ impl<'de> Deserializer<'de> for &mut Stream<'_, 'de> {
         deserialize_f32,
         deserialize_f64,
         deserialize_char,
-        deserialize_str,
-        deserialize_string,
         deserialize_bytes,
         deserialize_byte_buf,
         deserialize_unit,
@@ -730,6 +757,37 @@ mod tests {
         assert!(error.starts_with("at /name: invalid type: integer `1`"), "{error}");
         let error = from_split::<String>(&fast.object).unwrap_err().to_string();
         assert!(error.contains("invalid type: map, expected a string"), "{error}");
+    }
+
+    #[test]
+    fn strings_are_borrowed_when_plain_and_unescaped_by_serde_json_otherwise() {
+        let plain: &str = from_valid_str(r#""web-0 {[,:]}""#).unwrap();
+        assert_eq!(plain, "web-0 {[,:]}");
+        assert_eq!(same_as_serde_json::<String>(r#""caf\u00e9\n\"q\"""#), "café\n\"q\"");
+        assert_eq!(
+            same_as_serde_json::<Value>(r#"["a", "b\\c", "ü"]"#),
+            json!(["a", "b\\c", "ü"])
+        );
+        // A borrowed string cannot hold an unescaped one: serde_json says so.
+        let escaped = r#""a\tb""#;
+        assert_eq!(
+            from_valid_str::<&str>(escaped).unwrap_err().to_string(),
+            serde_json::from_str::<&str>(escaped).unwrap_err().to_string()
+        );
+    }
+
+    #[test]
+    fn a_visitor_refusing_a_plain_string_fails_as_with_serde_json() {
+        for text in [r#""not an address""#, r#""""#, r#""10.0.0.300""#] {
+            let expected = serde_json::from_str::<std::net::IpAddr>(text).unwrap_err().to_string();
+            let found = from_valid_str::<std::net::IpAddr>(text).unwrap_err().to_string();
+            assert_eq!(found, expected);
+            let member = format!(r#"{{"clusterIP": {text}}}"#);
+            let found = from_valid_str::<BTreeMap<String, std::net::IpAddr>>(&member)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(found, format!("at /clusterIP: {expected}"));
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ pub use error::PolicyError;
 pub use object::Object;
 pub use request::{Operation, Request};
 pub use verdict::Verdict;
-pub use view::Metadata;
+pub use view::{Metadata, NamespacedName};
 
 /// Kubernetes API types, re-exported so policies use the same versions as the SDK.
 pub use k8s_openapi;

@@ -12,6 +12,7 @@
 //! members a type ignores instead of validating them again. [`Request::parse`]
 //! — what tests and other callers use — validates the whole request first.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
@@ -59,19 +60,21 @@ pub struct GroupVersionResource {
     pub resource: String,
 }
 
-/// The wire shape: small fields owned, objects borrowed as raw JSON.
+/// The wire shape: strings borrowed from the text when they have no escapes,
+/// objects borrowed as raw JSON.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Header<'a> {
-    uid: String,
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
     kind: GroupVersionKind,
     resource: GroupVersionResource,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
     operation: Operation,
     #[serde(default)]
     user_info: UserInfo,
@@ -88,12 +91,12 @@ struct Header<'a> {
 #[derive(Debug)]
 pub struct Request<'a> {
     raw: &'a str,
-    uid: String,
+    uid: Cow<'a, str>,
     kind: GroupVersionKind,
     resource: GroupVersionResource,
-    sub_resource: Option<String>,
-    name: Option<String>,
-    namespace: Option<String>,
+    sub_resource: Option<Cow<'a, str>>,
+    name: Option<Cow<'a, str>>,
+    namespace: Option<Cow<'a, str>>,
     operation: Operation,
     user_info: UserInfo,
     object: Option<SplitObject<'a>>,

@@ -32,6 +32,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
 
@@ -61,9 +62,46 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// An object's name as messages give it: `namespace/name`, or the name alone
+/// for a cluster-scoped object. Formatted only when it is displayed, so a
+/// policy can make one up front and pay only on the paths that say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NamespacedName<'a> {
+    /// The namespace; `None` for a cluster-scoped object.
+    pub namespace: Option<&'a str>,
+    /// The name.
+    pub name: &'a str,
+}
+
+impl<'a> NamespacedName<'a> {
+    /// The name in `namespace` (an empty namespace is none).
+    pub fn new(namespace: Option<&'a str>, name: &'a str) -> Self {
+        Self {
+            namespace: namespace.filter(|namespace| !namespace.is_empty()),
+            name,
+        }
+    }
+}
+
+impl fmt::Display for NamespacedName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.namespace {
+            Some(namespace) => write!(f, "{namespace}/{}", self.name),
+            None => f.write_str(self.name),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespaced_name_reads_as_kubectl_writes_it() {
+        assert_eq!(NamespacedName::new(Some("prod"), "web").to_string(), "prod/web");
+        assert_eq!(NamespacedName::new(Some(""), "web").to_string(), "web");
+        assert_eq!(NamespacedName::new(None, "nodes-a").to_string(), "nodes-a");
+    }
 
     #[test]
     fn absent_and_null_labels_are_empty() {

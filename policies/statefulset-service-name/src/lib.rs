@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, selector, validation};
+use wasmhook_policy::{
+    Metadata, NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector, validation,
+};
 
 /// Longest StatefulSet name whose pods can be created: the pods'
 /// `controller-revision-hash` label is the name plus an 11-character hash
@@ -82,11 +84,7 @@ impl Policy for StatefulSetServiceName {
             return Ok(Verdict::allow());
         };
         let name = metadata.name.as_deref().or(request.name()).unwrap_or_default();
-        let display = if namespace.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{namespace}/{name}")
-        };
+        let display = NamespacedName::new(Some(namespace), name);
         let (selector, template_labels, service_name) =
             (spec.selector, spec.template.metadata.labels, spec.service_name);
 
