@@ -288,6 +288,19 @@ class Server:
                 return int(line.split()[1])
         raise BenchError(f"/proc/{self.process.pid}/status has no {field_name}")
 
+    def policy_cpu(self, policy: str) -> tuple[float, int]:
+        """(seconds, reviews) of `wasmhook_policy_cpu_seconds` for `policy` so far."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.health_port, timeout=10)
+        connection.request("GET", "/metrics")
+        metrics = connection.getresponse().read().decode()
+        found = {}
+        for line in metrics.splitlines():
+            for part in ("sum", "count"):
+                prefix = f'wasmhook_policy_cpu_seconds_{part}{{policy="{policy}"}} '
+                if line.startswith(prefix):
+                    found[part] = float(line.removeprefix(prefix))
+        return found.get("sum", 0.0), int(found.get("count", 0))
+
     def url(self, policy: str) -> str:
         return f"https://127.0.0.1:{self.port}/mutate/{policy}"
 
@@ -335,6 +348,9 @@ class LoadResult:
     reviews_per_s: float
     latency_us: dict
     cpu_us_per_review: float
+    # Mean CPU of a review in its policy, from the server's own
+    # `wasmhook_policy_cpu_seconds` (sampled reviews); None for the baseline.
+    policy_cpu_us: float | None
     requests: int
     errors: int
 
@@ -356,9 +372,12 @@ def wrk_summary(process: subprocess.Popen, seconds: float) -> dict:
 
 def drive(server: Server, workload: Workload, connections: int, seconds: float) -> LoadResult:
     body = REVIEWS / workload.fixture
+    policy_cpu_before = server.policy_cpu(workload.policy)
     cpu_before = server.cpu_seconds()
     summary = wrk_summary(start_wrk(server.url(workload.policy), body, connections, seconds), seconds)
     cpu = server.cpu_seconds() - cpu_before
+    policy_cpu_after = server.policy_cpu(workload.policy)
+    measured = policy_cpu_after[1] - policy_cpu_before[1]
     requests = summary["requests"]
     errors = sum(summary["errors"].values())
     if requests == 0:
@@ -369,6 +388,7 @@ def drive(server: Server, workload: Workload, connections: int, seconds: float) 
         reviews_per_s=requests / (summary["duration_us"] / 1e6),
         latency_us=summary["latency_us"],
         cpu_us_per_review=cpu * 1e6 / requests,
+        policy_cpu_us=(policy_cpu_after[0] - policy_cpu_before[0]) * 1e6 / measured if measured else None,
         requests=requests,
         errors=errors,
     )
@@ -421,7 +441,8 @@ def load_scenario(options: Options) -> dict:
                         print(
                             f"   run {run + 1} {label:8} {workload.name:18} c={connections:<3} "
                             f"{result.reviews_per_s:9.0f} reviews/s  p99 {result.latency_us['p99'] / 1000:6.2f} ms  "
-                            f"{result.cpu_us_per_review:6.1f} µs CPU/review",
+                            f"{result.cpu_us_per_review:6.1f} µs CPU/review"
+                            + (f", {result.policy_cpu_us:5.1f} in the policy" if result.policy_cpu_us is not None else ""),
                             flush=True,
                         )
                 peak_rss[label].append(server.memory_kib("VmHWM"))
@@ -553,8 +574,8 @@ def load_report(load: dict, options: Options) -> list[str]:
         lines += [
             f"#### {workload.name}: {workload.what} → `/mutate/{workload.policy}`",
             "",
-            "| connections | wasmhook reviews/s | baseline reviews/s | wasmhook / baseline | wasmhook p50 / p90 / p99 / p99.9 (ms) | baseline p99 (ms) | CPU µs/review wasmhook | baseline | Wasm path (difference) |",
-            "|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+            "| connections | wasmhook reviews/s | baseline reviews/s | wasmhook / baseline | wasmhook p50 / p90 / p99 / p99.9 (ms) | baseline p99 (ms) | CPU µs/review wasmhook | baseline | difference | Wasm path, measured |",
+            "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
         ]
         for connections in options.connections:
             ours = results[("wasmhook", workload.name, connections)]
@@ -565,7 +586,8 @@ def load_report(load: dict, options: Options) -> list[str]:
             lines.append(
                 f"| {connections} | {med(o.reviews_per_s for o in ours):,.0f} | {med(b.reviews_per_s for b in base):,.0f} | "
                 f"{ratio:.2f} | {percentiles} | {med(b.latency_us['p99'] for b in base) / 1000:.2f} | "
-                f"{med(o.cpu_us_per_review for o in ours):.0f} | {med(b.cpu_us_per_review for b in base):.0f} | {difference:.0f} |"
+                f"{med(o.cpu_us_per_review for o in ours):.0f} | {med(b.cpu_us_per_review for b in base):.0f} | {difference:.0f} | "
+                f"{measured_wasm_path(ours)} |"
             )
         peer = PEER.get(workload.name)
         if peer and 16 in options.connections:
@@ -581,9 +603,17 @@ def load_report(load: dict, options: Options) -> list[str]:
     lines += [
         f"Peak RSS over a whole run: wasmhook {med(rss['wasmhook']) / 1024:.1f} MiB, baseline {med(rss['baseline']) / 1024:.1f} MiB.",
         f"Target for the Wasm path (instantiate + evaluate + patch): ≤ {TARGET_WASM_PATH_CPU_US} µs of CPU per review.",
+        "\"Difference\" is wasmhook's CPU per review minus the baseline's; \"Wasm path, measured\" is the server's own "
+        "`wasmhook_policy_cpu_seconds` (the worker's CPU clock around the evaluation's polls and the patch, one review "
+        "in 16) over the same load.",
         "",
     ]
     return lines
+
+
+def measured_wasm_path(results: list[LoadResult]) -> str:
+    measured = [r.policy_cpu_us for r in results if r.policy_cpu_us is not None]
+    return f"{med(measured):.0f}" if measured else "—"
 
 
 def startup_report(startup: dict) -> list[str]:

@@ -376,8 +376,22 @@ async fn health_readiness_and_metrics() {
         r#"wasmhook_policy_failures_total{policy="spinner",kind="timeout"} 1"#,
         r#"wasmhook_review_duration_seconds_count{policy="statefulset-service-name"} 3"#,
         "wasmhook_reviews_in_flight 0",
+        // The first review of each policy is one whose CPU time is measured.
+        r#"wasmhook_policy_cpu_seconds_count{policy="statefulset-service-name"} 1"#,
+        r#"wasmhook_policy_cpu_seconds_count{policy="spinner"} 1"#,
     ] {
         assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
     }
+    let cpu_seconds = |policy: &str| -> f64 {
+        let prefix = format!(r#"wasmhook_policy_cpu_seconds_sum{{policy="{policy}"}} "#);
+        let line = metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str()));
+        line.unwrap_or_else(|| panic!("no {prefix:?} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    // A mutation costs some CPU; the spinner spun until its 1 s timeout.
+    let mutation = cpu_seconds("statefulset-service-name");
+    assert!(mutation > 0.0 && mutation < 0.5, "{mutation}");
+    assert!(cpu_seconds("spinner") > 0.1, "{}", cpu_seconds("spinner"));
     server.server.shutdown().await;
 }

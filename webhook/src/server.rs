@@ -3,6 +3,7 @@
 //! on port 0.
 
 mod app;
+pub mod cpu;
 mod listener;
 pub mod metrics;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the admission server: what operators alert on.
 //!
-//! Reviews by policy, mode and result; latency per policy; policy failures by
+//! Reviews by policy, mode and result; latency and CPU time per policy; policy failures by
 //! kind; reviews in flight; malformed requests by reason; policy (re)loads and
 //! certificate reloads.
 
@@ -59,6 +59,9 @@ pub struct Metrics {
     pub reviews: Family<ReviewLabels, Counter>,
     /// Review latency, from the request's arrival to the response.
     pub review_duration: Family<PolicyLabels, Histogram>,
+    /// CPU time of a review in its policy, for one review in
+    /// [`crate::server::cpu::SAMPLE_EVERY`].
+    pub policy_cpu: Family<PolicyLabels, Histogram>,
     /// Failures of policies.
     pub policy_failures: Family<FailureLabels, Counter>,
     /// Reviews being evaluated now.
@@ -92,6 +95,10 @@ impl Metrics {
             // 100 µs … ~26 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 19))
         });
+        let policy_cpu = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            // 10 µs … ~330 ms.
+            Histogram::new(exponential_buckets(0.00001, 2.0, 16))
+        });
         let policy_failures = Family::<FailureLabels, Counter>::default();
         let in_flight = Gauge::default();
         let rejected = Family::<RejectionLabels, Counter>::default();
@@ -105,6 +112,12 @@ impl Metrics {
             "review_duration_seconds",
             "Time to answer an admission review",
             review_duration.clone(),
+        );
+        registry.register(
+            "policy_cpu_seconds",
+            "CPU time of a review in its policy: instantiation, evaluation, teardown and the patch \
+             (one review in 16 of each policy is measured)",
+            policy_cpu.clone(),
         );
         registry.register("policy_failures", "Policy failures by kind", policy_failures.clone());
         registry.register(
@@ -143,6 +156,7 @@ impl Metrics {
             registry,
             reviews,
             review_duration,
+            policy_cpu,
             policy_failures,
             in_flight,
             rejected,

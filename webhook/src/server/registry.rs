@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{ConfigError, PolicyConfig, PolicySet};
 use crate::engine::{CompiledPolicy, Engine, LoadError, sha256_hex};
+use crate::server::cpu::Sampler;
 use crate::server::metrics::{Metrics, PolicyLabels, ResultLabels};
 
 /// Where the policy set comes from.
@@ -31,6 +32,18 @@ pub struct ActivePolicy {
     pub config: PolicyConfig,
     /// Its compiled component.
     pub compiled: CompiledPolicy,
+    /// Which of its evaluations the CPU metric measures.
+    pub cpu_sampler: Sampler,
+}
+
+impl ActivePolicy {
+    fn new(config: PolicyConfig, compiled: CompiledPolicy) -> Self {
+        Self {
+            config,
+            compiled,
+            cpu_sampler: Sampler::default(),
+        }
+    }
 }
 
 /// One consistent set of policies.
@@ -94,7 +107,7 @@ impl PolicyStore {
             snapshot.order.push(config.name.clone());
             snapshot
                 .policies
-                .insert(config.name.clone(), Arc::new(ActivePolicy { config, compiled }));
+                .insert(config.name.clone(), Arc::new(ActivePolicy::new(config, compiled)));
         }
         let inputs = fingerprint(&watched_files(&source, &snapshot));
         Ok(Self {
@@ -157,11 +170,8 @@ impl PolicyStore {
             let old = previous.policies.get(&name);
             let reusable = old.filter(|old| same_code(&old.config, &old.compiled, &config));
             let active = match reusable {
-                Some(old) => Ok(ActivePolicy {
-                    config,
-                    compiled: old.compiled.clone(),
-                }),
-                None => compile(&self.engine, &config).map(|compiled| ActivePolicy { config, compiled }),
+                Some(old) => Ok(ActivePolicy::new(config, old.compiled.clone())),
+                None => compile(&self.engine, &config).map(|compiled| ActivePolicy::new(config, compiled)),
             };
             match active {
                 Ok(active) => {
