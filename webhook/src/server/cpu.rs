@@ -35,7 +35,9 @@ impl Sampler {
     /// Whether to measure the evaluation starting now: the first one, then
     /// one in [`SAMPLE_EVERY`].
     pub fn sample(&self) -> bool {
-        self.evaluations.fetch_add(1, Ordering::Relaxed).is_multiple_of(SAMPLE_EVERY)
+        self.evaluations
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SAMPLE_EVERY)
     }
 }
 
