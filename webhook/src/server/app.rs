@@ -18,7 +18,7 @@ use crate::policy::Mode;
 use crate::response::decide;
 use crate::review::{AdmissionInput, operation_name};
 use crate::server::Evaluator;
-use crate::server::cpu::{self, CpuTimed};
+use crate::server::cpu::CpuTimed;
 use crate::server::metrics::{FailureLabels, Metrics, PolicyLabels, ReviewLabels};
 use crate::server::registry::PolicyStore;
 
@@ -153,26 +153,26 @@ async fn review(
 
     let budget = caller_deadline.map(|deadline| budget_within(deadline, started.elapsed()));
     metrics.in_flight.inc();
-    let (evaluated, cpu_in_policy) = match state.evaluator {
-        Evaluator::Policies if policy.cpu_sampler.sample() => {
-            let (evaluated, cpu) = CpuTimed::new(policy.compiled.evaluate(input.request_json(), budget)).await;
-            (evaluated, Some(cpu))
-        }
-        Evaluator::Policies => (policy.compiled.evaluate(input.request_json(), budget).await, None),
-        Evaluator::AllowWithoutPolicy => (Ok(Verdict::allow()), None),
-    };
-    let deciding = cpu_in_policy.map(|_| cpu::thread_cpu_time());
-    let decision = decide(&policy.config.name, policy.config.enforcement, &input, evaluated);
-    if let (Some(in_policy), Some(deciding)) = (cpu_in_policy, deciding) {
+    let evaluate_and_decide = async {
+        let evaluated = match state.evaluator {
+            Evaluator::Policies => policy.compiled.evaluate(input.request_json(), budget).await,
+            Evaluator::AllowWithoutPolicy => Ok(Verdict::allow()),
+        };
         // The patch is computed from the verdict: part of the policy's cost.
-        let patching = cpu::thread_cpu_time().saturating_sub(deciding);
+        decide(&policy.config.name, policy.config.enforcement, &input, evaluated)
+    };
+    let decision = if matches!(state.evaluator, Evaluator::Policies) && policy.cpu_sampler.sample() {
+        let (decision, cpu) = CpuTimed::new(evaluate_and_decide).await;
         metrics
             .policy_cpu
             .get_or_create(&PolicyLabels {
                 policy: policy_name.clone(),
             })
-            .observe((in_policy + patching).as_secs_f64());
-    }
+            .observe(cpu.as_secs_f64());
+        decision
+    } else {
+        evaluate_and_decide.await
+    };
     metrics.in_flight.dec();
 
     let elapsed = started.elapsed();

@@ -7,8 +7,8 @@
 //! yields to other reviews at every epoch tick), and neither can the thread's
 //! total (between two polls the worker runs other reviews). So the worker
 //! thread's CPU clock is read around each poll of the evaluation and summed:
-//! instantiation, the guest's run and the instance's teardown, wherever the
-//! polls ran. The server adds the patch it computes from the verdict.
+//! instantiation, the guest's run, the instance's teardown and the patch the
+//! server computes from the verdict, wherever the polls ran.
 //!
 //! Reading a thread's CPU clock is a system call (~0.5 µs on the benchmark
 //! machine, against ~0.02 µs for the monotonic clock), so one evaluation in
@@ -42,7 +42,7 @@ impl Sampler {
 }
 
 /// The CPU time the calling thread has run so far.
-pub fn thread_cpu_time() -> Duration {
+fn thread_cpu_time() -> Duration {
     let time = clock_gettime(ClockId::ThreadCPUTime);
     // A thread's CPU clock is never negative.
     Duration::new(time.tv_sec.unsigned_abs(), time.tv_nsec.clamp(0, 999_999_999) as u32)
