@@ -99,6 +99,26 @@ fn unbounded_allocation_hits_the_memory_limit() {
 }
 
 #[test]
+fn growing_memory_beyond_its_initial_size_is_observed() {
+    let engine = engine(4);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let grows = |behaviour: &str| {
+        let policy = misbehaving(&engine, behaviour, limits(Duration::from_secs(5)));
+        runtime.block_on(async {
+            let mut instance = policy.instantiate(None).await.expect("instantiates");
+            assert!(!instance.memory_grown(), "{behaviour}: instantiation is not growth");
+            let _ = instance.evaluate(REQUEST).await;
+            instance.memory_grown()
+        })
+    };
+    assert!(!grows("allow"));
+    assert!(grows("allocate"));
+}
+
+#[test]
 fn a_panic_is_a_trap_with_the_panic_message() {
     let engine = engine(4);
     let policy = misbehaving(&engine, "panic", limits(Duration::from_secs(2)));

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use serde_json::Value;
-use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits};
+use serde_json::{Value, json};
+use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits, Verdict};
 use wasmhook::policy::{Enforcement, Mode};
 use wasmhook::response::{Outcome, decide};
 use wasmhook::review::AdmissionInput;
@@ -99,6 +99,59 @@ fn every_case_in_mutate_mode() {
         };
         assert_eq!(decision.outcome, expected_outcome, "{label}");
     }
+}
+
+/// Evaluates `request_json` in a fresh instance of `policy`: the verdict, and
+/// whether the policy grew its memory beyond its initial size.
+fn evaluate_watching_memory(policy: &CompiledPolicy, request_json: &str) -> (Verdict, bool) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut instance = policy.instantiate(None).await.expect("instantiates");
+        let verdict = instance.evaluate(request_json).await.expect("evaluates");
+        (verdict, instance.memory_grown())
+    })
+}
+
+/// Growing a memory costs the server two `mprotect` calls and a TLB flush on
+/// its threads per review (`PolicyInstance::memory_grown`): the built-ins are
+/// linked with initial memory enough for every recorded review.
+#[test]
+fn every_case_fits_in_the_built_ins_initial_memory() {
+    let mut policies = Policies::new();
+    for case in cases() {
+        let input = input(&case);
+        let (_, grown) = evaluate_watching_memory(policies.get(&case), input.request_json());
+        assert!(!grown, "{}: the policy grew its memory", case.label());
+    }
+}
+
+/// … and a StatefulSet review of ~25 KB, seven times the recorded one
+/// (compacted): its pod template has 400 environment variables.
+#[test]
+fn a_large_statefulset_fits_in_the_built_ins_initial_memory() {
+    let policies = Policies::new();
+    let fixture = std::fs::read(reviews_dir().join("mutating-create-statefulset-mysql.json")).unwrap();
+    let mut review: Value = serde_json::from_slice(&fixture).unwrap();
+    let env: Vec<Value> = (0..400)
+        .map(|index| json!({"name": format!("SETTING_{index}"), "value": format!("value of setting {index}")}))
+        .collect();
+    review["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["env"] = Value::Array(env);
+    let body = serde_json::to_vec(&review).unwrap();
+    assert!(body.len() > 20_000, "{} bytes", body.len());
+    let input = AdmissionInput::from_review(&body).unwrap();
+    let wasm = wasmhook_policy_artifacts::builtin("statefulset-service-name")
+        .unwrap()
+        .wasm;
+    let policy = policies
+        .engine
+        .load("statefulset-service-name", wasm, "null", Limits::default())
+        .unwrap();
+    let (verdict, grown) = evaluate_watching_memory(&policy, input.request_json());
+    assert!(verdict.mutated_object.is_some(), "the large StatefulSet is mutated too");
+    assert!(!grown, "the policy grew its memory for a {} byte review", body.len());
 }
 
 #[test]

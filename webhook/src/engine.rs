@@ -538,6 +538,14 @@ impl PolicyInstance<'_> {
         }
     }
 
+    /// Whether the policy has grown a memory beyond its initial size. Each
+    /// growth costs the server `mprotect` calls and a TLB flush on its
+    /// threads (see `MemoryLimiter::grown`): a policy should fit a typical
+    /// review in its initial memory (policies/README.md).
+    pub fn memory_grown(&self) -> bool {
+        self.store.data().limiter.grown()
+    }
+
     /// Runs the policy's `validate-settings` on the policy's own settings.
     async fn validate_settings(&mut self, settings: &str) -> Result<Result<(), String>, PolicyFailure> {
         let result = self.bindings.call_validate_settings(&mut self.store, settings).await;

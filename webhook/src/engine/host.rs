@@ -72,6 +72,7 @@ pub struct MemoryLimiter {
     limits: StoreLimits,
     limit: usize,
     exceeded: bool,
+    grown: bool,
 }
 
 impl MemoryLimiter {
@@ -84,6 +85,7 @@ impl MemoryLimiter {
                 .build(),
             limit,
             exceeded: false,
+            grown: false,
         }
     }
 
@@ -96,10 +98,20 @@ impl MemoryLimiter {
     pub fn exceeded(&self) -> bool {
         self.exceeded
     }
+
+    /// Whether the policy grew a memory beyond the size it was created with.
+    /// Costly in the pool: the new pages are made accessible (`mprotect`),
+    /// and the next instance in the slot has them made inaccessible again,
+    /// which flushes the TLB of every thread of the server.
+    pub fn grown(&self) -> bool {
+        self.grown
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // A memory is created by "growing" from 0 to its initial size.
+        self.grown |= current > 0 && desired > current;
         match self.limits.memory_growing(current, desired, maximum) {
             Ok(true) => Ok(true),
             _ => {
@@ -237,8 +249,10 @@ mod tests {
         let mut limiter = MemoryLimiter::new(1 << 20);
         assert!(limiter.memory_growing(0, 1 << 19, None).unwrap());
         assert!(!limiter.exceeded());
+        assert!(!limiter.grown(), "creating a memory is not growing it");
         let error = limiter.memory_growing(1 << 19, 2 << 20, None).unwrap_err();
         assert!(error.downcast_ref::<MemoryLimitExceeded>().is_some());
         assert!(limiter.exceeded());
+        assert!(limiter.grown());
     }
 }
