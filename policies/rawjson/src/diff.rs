@@ -13,14 +13,13 @@
 //! documents: the same operations in the same order (keys in sorted order, as
 //! `serde_json::Map` iterates them; arrays element by element).
 
-use std::collections::BTreeMap;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::Value;
 
+use crate::scan::Members;
 use crate::scan::is_whitespace;
-use crate::{Error, Kind, elements, members, validate};
+use crate::{Error, Kind, Member, elements, members, validate};
 
 /// The JSON Patch (RFC 6902) that turns `original` into `mutated`.
 ///
@@ -44,11 +43,16 @@ fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Pa
         return Ok(());
     }
     match (Kind::of(original), Kind::of(mutated)) {
-        (Kind::Object, Kind::Object) | (Kind::Array, Kind::Array) if mostly_rewritten(original, mutated) => {
-            diff_parsed(original, mutated, path, patch)
+        (Kind::Object, Kind::Object) | (Kind::Array, Kind::Array) => {
+            let shared = Shared::of(original, mutated);
+            if shared.mostly_rewritten(original, mutated) {
+                diff_parsed(original, mutated, path, patch)
+            } else if Kind::of(original) == Kind::Object {
+                diff_objects(original, mutated, shared, path, patch)
+            } else {
+                diff_arrays(original, mutated, path, patch)
+            }
         }
-        (Kind::Object, Kind::Object) => diff_objects(original, mutated, path, patch),
-        (Kind::Array, Kind::Array) => diff_arrays(original, mutated, path, patch),
         _ => {
             let original: Value = serde_json::from_str(original)?;
             let mutated: Value = serde_json::from_str(mutated)?;
@@ -63,14 +67,28 @@ fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Pa
     }
 }
 
-/// Whether less than half of the shorter text is shared at its start and end:
-/// then (nearly) every member differs in its bytes, and expanding members
-/// level by level would re-read the same bytes once per level.
-fn mostly_rewritten(original: &str, mutated: &str) -> bool {
-    let (a, b) = (original.as_bytes(), mutated.as_bytes());
-    let prefix = common_prefix(a, b);
-    let suffix = common_suffix(&a[prefix..], &b[prefix..]);
-    (prefix + suffix) * 2 < a.len().min(b.len())
+/// What two texts share byte for byte: a prefix, and a suffix of what
+/// follows the prefix (so the two never overlap).
+#[derive(Clone, Copy)]
+struct Shared {
+    prefix: usize,
+    suffix: usize,
+}
+
+impl Shared {
+    fn of(original: &str, mutated: &str) -> Self {
+        let (a, b) = (original.as_bytes(), mutated.as_bytes());
+        let prefix = common_prefix(a, b);
+        let suffix = common_suffix(&a[prefix..], &b[prefix..]);
+        Self { prefix, suffix }
+    }
+
+    /// Whether less than half of the shorter text is shared at its start and
+    /// end: then (nearly) every member differs in its bytes, and expanding
+    /// members level by level would re-read the same bytes once per level.
+    fn mostly_rewritten(self, original: &str, mutated: &str) -> bool {
+        (self.prefix + self.suffix) * 2 < original.len().min(mutated.len())
+    }
 }
 
 /// Bytes compared per step: a slice comparison (`memcmp`) per block, then
@@ -111,21 +129,32 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
             .count()
 }
 
-fn diff_objects(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Patch) -> Result<(), Error> {
-    // A JSON reader keeps the last of duplicate keys; BTreeMap::insert does too.
-    let original: BTreeMap<_, _> = members(original)?.into_iter().collect();
-    let mut mutated_members = BTreeMap::new();
-    for (key, value) in members(mutated)? {
-        if let Some(shadowed) = mutated_members.insert(key, value) {
-            // Read by nothing below, but part of the document: it must be valid.
-            validate(shadowed)?;
-        }
+fn diff_objects<'t>(
+    original: &'t str,
+    mutated: &'t str,
+    shared: Shared,
+    path: &mut PointerBuf,
+    patch: &mut Patch,
+) -> Result<(), Error> {
+    let original_members = members(original)?;
+    let mutated_members = mutated_members(original, &original_members, mutated, shared)?;
+    let original = by_key(original_members);
+    let mutated = by_key(mutated_members);
+    for shadowed in &mutated.shadowed {
+        // Read by nothing below, but part of the document: it must be valid.
+        validate(shadowed)?;
     }
-    let mutated = mutated_members;
-    for (key, mutated_value) in &mutated {
+    // The operations in the order `json_patch::diff` gives them: the mutated
+    // object's keys in order, each diffed or added; then the removed keys.
+    let mut removed = Vec::new();
+    let mut originals = original.members.iter().peekable();
+    for (key, mutated_value) in &mutated.members {
+        while let Some((original_key, _)) = originals.next_if(|(original_key, _)| original_key < key) {
+            removed.push(original_key);
+        }
         path.push_back(key.as_ref());
-        match original.get(key) {
-            Some(original_value) => diff_raw(original_value, mutated_value, path, patch)?,
+        match originals.next_if(|(original_key, _)| original_key == key) {
+            Some((_, original_value)) => diff_raw(original_value, mutated_value, path, patch)?,
             None => patch.0.push(PatchOperation::Add(AddOperation {
                 path: path.clone(),
                 value: serde_json::from_str(mutated_value)?,
@@ -133,7 +162,8 @@ fn diff_objects(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mu
         }
         path.pop_back();
     }
-    for key in original.keys().filter(|key| !mutated.contains_key(*key)) {
+    removed.extend(originals.map(|(original_key, _)| original_key));
+    for key in removed {
         path.push_back(key.as_ref());
         patch
             .0
@@ -141,6 +171,75 @@ fn diff_objects(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mu
         path.pop_back();
     }
     Ok(())
+}
+
+/// An object's members sorted by key, each key once: the last of duplicates,
+/// as a JSON reader keeps it. The values it shadows are kept apart.
+struct ByKey<'t> {
+    members: Vec<Member<'t>>,
+    shadowed: Vec<&'t str>,
+}
+
+fn by_key(mut members: Vec<Member<'_>>) -> ByKey<'_> {
+    // Stable: duplicates stay in document order, the last one last.
+    members.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let mut shadowed = Vec::new();
+    let mut kept: Vec<Member<'_>> = Vec::with_capacity(members.len());
+    for member in members {
+        match kept.last_mut() {
+            Some(last) if last.0 == member.0 => shadowed.push(std::mem::replace(last, member).1),
+            _ => kept.push(member),
+        }
+    }
+    ByKey {
+        members: kept,
+        shadowed,
+    }
+}
+
+/// The members of the object `mutated`, scanning only where its bytes differ
+/// from `original`'s (whose members are `original_members`).
+///
+/// The members whose values end inside the shared prefix (the comma or brace
+/// after them shared too) read the same in both texts: they are `original`'s.
+/// Past the change, once a member of `mutated` ends where what is left of
+/// both texts is the same bytes — after a member of `original` too, so both
+/// are read from the same state — the rest of the members are `original`'s
+/// as well. A one-field edit of a large object scans the one member.
+fn mutated_members<'t>(
+    original: &'t str,
+    original_members: &[Member<'t>],
+    mutated: &'t str,
+    shared: Shared,
+) -> Result<Vec<Member<'t>>, Error> {
+    let end_in = |text: &str, value: &str| value.as_ptr() as usize - text.as_ptr() as usize + value.len();
+    let leading = original_members
+        .iter()
+        .take_while(|(_, value)| end_in(original, value) < shared.prefix)
+        .count();
+    let mut found = original_members[..leading].to_vec();
+    let rest = match leading.checked_sub(1) {
+        None => Members::new(mutated)?,
+        Some(last) => Members::after_member(mutated, end_in(original, original_members[last].1))?,
+    };
+    let shared_tail_start = original.len() - shared.suffix;
+    for member in rest {
+        let member = member?;
+        let end = end_in(mutated, member.1);
+        found.push(member);
+        // The same distance from the end, in `original`.
+        let Some(original_end) = (end + original.len()).checked_sub(mutated.len()) else {
+            continue;
+        };
+        if original_end >= shared_tail_start
+            && let Ok(index) =
+                original_members.binary_search_by_key(&original_end, |(_, value)| end_in(original, value))
+        {
+            found.extend_from_slice(&original_members[index + 1..]);
+            break;
+        }
+    }
+    Ok(found)
 }
 
 /// Element by element, as `json_patch::diff` does: a changed element is
@@ -295,6 +394,65 @@ mod tests {
         assert_eq!(common_suffix(&text, &text[200..]), 100);
         assert_eq!(common_prefix(b"", b"abc"), 0);
         assert_eq!(common_suffix(b"xbc", b"abc"), 2);
+    }
+
+    /// Copies of `json` with one splice at a member of one of its objects: the
+    /// value replaced (by a scalar, by a container), a member added after it
+    /// (under a new key, or under its own key: a duplicate that wins).
+    fn spliced(json: &str) -> Vec<String> {
+        fn walk(document: &str, object: &str, variants: &mut Vec<String>) {
+            for (key, value) in members(object).unwrap() {
+                let start = value.as_ptr() as usize - document.as_ptr() as usize;
+                let end = start + value.len();
+                let splice = |text: &str| format!("{}{text}{}", &document[..start], &document[end..]);
+                variants.push(splice("0"));
+                variants.push(splice(r#"{"new":[1,"x\"y"]}"#));
+                variants.push(splice(&format!(r#"{value},"zz":true"#)));
+                variants.push(splice(&format!(
+                    "{value},{}:7",
+                    serde_json::to_string(key.as_ref()).unwrap()
+                )));
+                if Kind::of(value) == Kind::Object {
+                    walk(document, value, variants);
+                }
+            }
+        }
+        let mut variants = Vec::new();
+        walk(json, json, &mut variants);
+        variants
+    }
+
+    #[test]
+    fn every_splice_of_every_object_matches_json_patch_both_ways() {
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(SERVICE).unwrap()).unwrap();
+        let escaped = r#"{"k\u0041":{"a":"x","b\"":[1,{"c":{}}]},"k\u0041":{"a":"y"},"z":"\"}"}"#;
+        for original in [SERVICE, pretty.as_str(), escaped] {
+            let variants = spliced(original);
+            assert!(variants.len() > 20);
+            for variant in &variants {
+                check(original, variant);
+                check(variant, original);
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_tail_is_reused_only_when_both_texts_read_it_the_same_way() {
+        // The shared `"q"}` closes member "b" in one text and "a"'s string in
+        // the other.
+        check(r#"{"a":"p","b":"q"}"#, r#"{"a":"p\",\"b\":\"q"}"#);
+        check(r#"{"a":"p\",\"b\":\"q"}"#, r#"{"a":"p","b":"q"}"#);
+        // A duplicate before the change, or after it, decides the value.
+        check(r#"{"a":1,"b":2,"c":3}"#, r#"{"a":1,"b":2,"a":5,"c":3}"#);
+        assert!(
+            check(r#"{"a":1,"b":2,"c":3}"#, r#"{"a":1,"c":9,"b":2,"c":3}"#)
+                .0
+                .is_empty()
+        );
+        check(r#"{"a":1,"a":2,"b":3}"#, r#"{"a":1,"a":2,"b":4}"#);
+        // A number that the change lengthens ends where the other one did.
+        check(r#"{"a":12,"b":1}"#, r#"{"a":123,"b":1}"#);
+        check(r#"{"a":{"x":1},"b":12}"#, r#"{"a":{"x":1},"b":123}"#);
     }
 
     #[test]

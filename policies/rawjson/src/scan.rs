@@ -59,6 +59,24 @@ impl<'a> Members<'a> {
         Self::start(cursor, true)
     }
 
+    /// Resumes reading the object `json` after the member whose value ends at
+    /// byte `value_end`, as if the members before were read (a caller that
+    /// knows them from another copy of the same bytes skips them).
+    pub(crate) fn after_member(json: &'a str, value_end: usize) -> Result<Self, Error> {
+        let mut cursor = Cursor::new(json);
+        cursor.position = value_end;
+        let mut parts = Parts {
+            cursor,
+            brackets: OBJECT,
+            done: false,
+            nested: false,
+        };
+        if parts.cursor.end_of_part(OBJECT)? {
+            parts.finish()?;
+        }
+        Ok(Self { parts })
+    }
+
     /// Where reading stopped: after the object, once every member is read.
     pub(crate) fn into_cursor(self) -> Cursor<'a> {
         self.parts.cursor
