@@ -21,7 +21,7 @@ use std::fmt;
 
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use wasmhook_policy::{Metadata, NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector};
+use wasmhook_policy::{NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector};
 
 /// The label that marks a Service as headless under the default settings.
 pub const HEADLESS_LABEL: &str = "wasmhook.dev/headless";
@@ -103,14 +103,23 @@ impl Policy for HeadlessService {
         {
             return Ok(Verdict::allow());
         }
-        let Some(ServiceView { metadata, spec }) = request.object()? else {
+        let Some(ServiceView { spec }) = request.object()? else {
             return Ok(Verdict::allow());
         };
-        let name = metadata.name.as_deref().or(request.name()).unwrap_or_default();
-        let Some(reason) = selection_reason(name, &metadata.labels, settings) else {
+        // The object's metadata (its managed fields are most of a recorded
+        // Service) is read only for what needs it: the name when the request
+        // has none, the labels when a selector is configured and the name
+        // did not select the Service.
+        let name = request.object_name()?;
+        let labels = || {
+            request
+                .object_at::<Option<BTreeMap<String, String>>>("/metadata/labels")
+                .map(|labels| labels.flatten().unwrap_or_default())
+        };
+        let Some(reason) = selection_reason(&name, labels, settings)? else {
             return Ok(Verdict::allow());
         };
-        let display = NamespacedName::new(request.namespace(), name);
+        let display = NamespacedName::new(request.namespace(), &name);
 
         let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
         match service_type {
@@ -170,12 +179,11 @@ impl Policy for HeadlessService {
 
 wasmhook_policy::export_policy!(HeadlessService);
 
-/// The parts of a Service this policy reads, deserialized in one pass:
-/// managed fields, annotations, ports and status are skipped, not allocated.
+/// The parts of a Service this policy reads, deserialized in one pass: the
+/// metadata, ports and status are skipped, not allocated.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ServiceView {
-    metadata: Metadata,
     spec: SpecView,
 }
 
@@ -209,31 +217,31 @@ impl fmt::Display for Selection<'_> {
     }
 }
 
-/// Why a Service is selected; `None` when it is not.
+/// Why a Service is selected; `None` when it is not. `labels` reads the
+/// Service's labels, called only if its name did not select it.
 fn selection_reason<'s>(
     name: &str,
-    labels: &BTreeMap<String, String>,
+    labels: impl FnOnce() -> Result<BTreeMap<String, String>, PolicyError>,
     settings: &'s Settings,
-) -> Option<Selection<'s>> {
+) -> Result<Option<Selection<'s>>, PolicyError> {
     if let Some(suffix) = settings
         .name_suffixes
         .iter()
         .find(|suffix| name.ends_with(suffix.as_str()))
     {
-        return Some(Selection::NameSuffix(suffix));
+        return Ok(Some(Selection::NameSuffix(suffix)));
     }
     if let Some(prefix) = settings
         .name_prefixes
         .iter()
         .find(|prefix| name.starts_with(prefix.as_str()))
     {
-        return Some(Selection::NamePrefix(prefix));
+        return Ok(Some(Selection::NamePrefix(prefix)));
     }
-    settings
-        .selector
-        .as_ref()
-        .filter(|label_selector| selector::matches(label_selector, labels))
-        .map(|_| Selection::Labels)
+    let Some(label_selector) = &settings.selector else {
+        return Ok(None);
+    };
+    Ok(selector::matches(label_selector, &labels()?).then_some(Selection::Labels))
 }
 
 /// Whether the old version of an updated Service was of type ExternalName.

@@ -406,6 +406,30 @@ fn a_malformed_object_is_a_policy_error() {
     assert!(error.contains("cannot read object"), "{error}");
 }
 
+#[test]
+fn malformed_labels_are_a_policy_error_when_the_selector_reads_them() {
+    // Selected by its name, the Service's labels are not read.
+    let object = service("web-headless", json!(42), plain_spec());
+    assert_eq!(
+        mutated_object(&run(&create(&object), Value::Null)),
+        made_headless(&object)
+    );
+    // Not selected by its name: the default selector reads them.
+    let object = service("web", json!(42), plain_spec());
+    let error = create(&object).evaluate::<HeadlessService>(Value::Null).unwrap_err();
+    assert!(error.contains("/metadata/labels"), "{error}");
+}
+
+#[test]
+fn a_request_without_a_name_is_selected_by_the_object_s_name() {
+    let object = service("db-headless", json!({}), plain_spec());
+    let mut request = create(&object).to_value();
+    request.as_object_mut().unwrap().remove("name");
+    let verdict =
+        wasmhook_policy::testing::evaluate::<HeadlessService>(&request.to_string(), "null").expect("the policy failed");
+    assert_eq!(mutated_object(&verdict), made_headless(&object));
+}
+
 // ----- settings -----------------------------------------------------------------
 
 #[test]

@@ -167,6 +167,23 @@ impl<'a> Request<'a> {
         self.name.as_deref()
     }
 
+    /// The object's name as a policy should read it: the request's `name`,
+    /// which the API server takes from the object, or — for a request
+    /// without one — the object's `metadata.name`; empty while the API
+    /// server has still to generate it (`metadata.generateName`).
+    ///
+    /// Free when the request has a name: the object's metadata, managed
+    /// fields and all, is often the largest part of it, and is read only
+    /// otherwise.
+    pub fn object_name(&self) -> Result<Cow<'a, str>, PolicyError> {
+        match &self.name {
+            Some(name) => Ok(name.clone()),
+            None => Ok(self
+                .object_at::<String>("/metadata/name")?
+                .map_or(Cow::Borrowed(""), Cow::Owned)),
+        }
+    }
+
     /// The object's namespace; absent for cluster-scoped objects.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
@@ -337,6 +354,21 @@ mod tests {
         assert_eq!(request.user_info().username.as_deref(), Some("alice"));
         assert!(request.dry_run());
         assert!(request.old_object_json().is_none(), "null oldObject is absent");
+    }
+
+    #[test]
+    fn the_object_name_is_the_request_s_or_else_the_object_s() {
+        let request = Request::parse(CREATE).unwrap();
+        assert_eq!(request.object_name().unwrap(), "web");
+        let unnamed = CREATE.replace(r#""name": "web", "namespace""#, r#""namespace""#);
+        let request = Request::parse(&unnamed).unwrap();
+        assert_eq!(request.name(), None);
+        assert_eq!(request.object_name().unwrap(), "web");
+        let generated = unnamed.replace(
+            r#""metadata": {"name": "web","#,
+            r#""metadata": {"generateName": "web-","#,
+        );
+        assert_eq!(Request::parse(&generated).unwrap().object_name().unwrap(), "");
     }
 
     #[test]

@@ -80,10 +80,13 @@ impl Policy for StatefulSetServiceName {
         if settings.skip_namespaces.iter().any(|skip| skip == namespace) {
             return Ok(Verdict::allow());
         }
-        let Some(StatefulSetView { metadata, spec }) = request.object()? else {
+        let Some(StatefulSetView { spec }) = request.object()? else {
             return Ok(Verdict::allow());
         };
-        let name = metadata.name.as_deref().or(request.name()).unwrap_or_default();
+        // The object's metadata, with its managed fields a third of a recorded
+        // StatefulSet, is read only if the request carries no name.
+        let name = request.object_name()?;
+        let name = name.as_ref();
         let display = NamespacedName::new(Some(namespace), name);
         let (selector, template_labels, service_name) =
             (spec.selector, spec.template.metadata.labels, spec.service_name);
@@ -140,12 +143,11 @@ impl Policy for StatefulSetServiceName {
 wasmhook_policy::export_policy!(StatefulSetServiceName);
 
 /// The parts of a StatefulSet this policy reads, deserialized in one pass:
-/// the pod template's spec (most of the object), managed fields and status
+/// the pod template's spec (most of the spec), the metadata and the status
 /// are skipped, not allocated.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct StatefulSetView {
-    metadata: Metadata,
     spec: SpecView,
 }
 

@@ -369,3 +369,15 @@ fn unknown_settings_fields_are_rejected_by_name() {
     let error = validate_settings::<StatefulSetServiceName>(r#"{"serviceNameTemplat": "{name}"}"#).unwrap_err();
     assert!(error.contains("unknown field `serviceNameTemplat`"), "{error}");
 }
+
+#[test]
+fn the_name_comes_from_the_object_when_the_request_has_none() {
+    // The API server names a CREATE request after its object; the policy
+    // reads the request's name, and the object's only when that is missing.
+    let object = statefulset("web", None);
+    let mut request = create(&object).to_value();
+    request.as_object_mut().unwrap().remove("name");
+    let verdict = wasmhook_policy::testing::evaluate::<StatefulSetServiceName>(&request.to_string(), "null")
+        .expect("the policy failed");
+    assert_eq!(mutated_object(&verdict), with_service_name(&object, "web-headless"));
+}
