@@ -103,21 +103,27 @@ impl Policy for HeadlessService {
         {
             return Ok(Verdict::allow());
         }
-        let Some(ServiceView { spec }) = request.object()? else {
-            return Ok(Verdict::allow());
-        };
-        // The object's metadata (its managed fields are most of a recorded
-        // Service) is read only for what needs it: the name when the request
-        // has none, the labels when a selector is configured and the name
-        // did not select the Service.
+        // A name that selects the Service spares reading its metadata (the
+        // managed fields are most of a recorded Service); the labels are read
+        // only when the selector must decide, in one pass with the spec.
         let name = request.object_name()?;
-        let labels = || {
-            request
-                .object_at::<Option<BTreeMap<String, String>>>("/metadata/labels")
-                .map(|labels| labels.flatten().unwrap_or_default())
-        };
-        let Some(reason) = selection_reason(&name, labels, settings)? else {
-            return Ok(Verdict::allow());
+        let (reason, spec) = match name_selection(&name, settings) {
+            Some(reason) => match request.object()? {
+                Some(ServiceView { spec }) => (reason, spec),
+                None => return Ok(Verdict::allow()),
+            },
+            None => {
+                let Some(label_selector) = &settings.selector else {
+                    return Ok(Verdict::allow());
+                };
+                let Some(LabelledServiceView { metadata, spec }) = request.object()? else {
+                    return Ok(Verdict::allow());
+                };
+                if !selector::matches(label_selector, &metadata.labels.unwrap_or_default()) {
+                    return Ok(Verdict::allow());
+                }
+                (Selection::Labels, spec)
+            }
         };
         let display = NamespacedName::new(request.namespace(), &name);
 
@@ -179,12 +185,27 @@ impl Policy for HeadlessService {
 
 wasmhook_policy::export_policy!(HeadlessService);
 
-/// The parts of a Service this policy reads, deserialized in one pass: the
+/// The part of a Service this policy reads when its name selects it: the
 /// metadata, ports and status are skipped, not allocated.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct ServiceView {
     spec: SpecView,
+}
+
+/// What it reads when the selector decides: the labels too, in the same pass.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LabelledServiceView {
+    metadata: LabelsView,
+    spec: SpecView,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct LabelsView {
+    /// `null` reads as none, as Kubernetes treats it.
+    labels: Option<BTreeMap<String, String>>,
 }
 
 /// The fields of a Service's spec this policy reads (k8s-openapi's names).
@@ -217,31 +238,20 @@ impl fmt::Display for Selection<'_> {
     }
 }
 
-/// Why a Service is selected; `None` when it is not. `labels` reads the
-/// Service's labels, called only if its name did not select it.
-fn selection_reason<'s>(
-    name: &str,
-    labels: impl FnOnce() -> Result<BTreeMap<String, String>, PolicyError>,
-    settings: &'s Settings,
-) -> Result<Option<Selection<'s>>, PolicyError> {
+/// Whether the Service's name selects it, and why.
+fn name_selection<'s>(name: &str, settings: &'s Settings) -> Option<Selection<'s>> {
     if let Some(suffix) = settings
         .name_suffixes
         .iter()
         .find(|suffix| name.ends_with(suffix.as_str()))
     {
-        return Ok(Some(Selection::NameSuffix(suffix)));
+        return Some(Selection::NameSuffix(suffix));
     }
-    if let Some(prefix) = settings
+    settings
         .name_prefixes
         .iter()
         .find(|prefix| name.starts_with(prefix.as_str()))
-    {
-        return Ok(Some(Selection::NamePrefix(prefix)));
-    }
-    let Some(label_selector) = &settings.selector else {
-        return Ok(None);
-    };
-    Ok(selector::matches(label_selector, &labels()?).then_some(Selection::Labels))
+        .map(|prefix| Selection::NamePrefix(prefix))
 }
 
 /// Whether the old version of an updated Service was of type ExternalName.
