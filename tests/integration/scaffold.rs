@@ -45,6 +45,12 @@ fn scaffold_and_build(dir: &Path, name: &str, lang: &str, kind: &str) -> PathBuf
     for file in ["README.md", "build.sh", "tests/policy.test.yaml", "tests/service.yaml"] {
         assert!(policy.join(file).is_file(), "{lang}/{kind}: no {file}");
     }
+    if lang == "rust" {
+        // Linked as the built-ins are: the build below fails if the linker
+        // refuses the flags.
+        let config = std::fs::read_to_string(policy.join(".cargo/config.toml")).unwrap();
+        assert!(config.contains("--initial-memory=524288"), "{config}");
+    }
 
     let target = repository().join("target");
     let built = Command::new(policy.join("build.sh"))

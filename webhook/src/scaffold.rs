@@ -86,6 +86,7 @@ mod templates {
     pub const RUST_VALIDATE: &str = include_str!("../templates/new/rust/src-validate.rs");
     pub const RUST_MUTATE: &str = include_str!("../templates/new/rust/src-mutate.rs");
     pub const RUST_BUILD: &str = include_str!("../templates/new/rust/build.sh");
+    pub const RUST_CARGO_CONFIG: &str = include_str!("../templates/new/rust/cargo-config.toml");
     pub const PYTHON_APP: &str = include_str!("../templates/new/python/app.py");
     pub const PYTHON_VALIDATE: &str = include_str!("../templates/new/python/missing-validate.txt");
     pub const PYTHON_MUTATE: &str = include_str!("../templates/new/python/missing-mutate.txt");
@@ -160,6 +161,7 @@ impl Scaffold {
                 let source = self.by_kind(templates::RUST_VALIDATE, templates::RUST_MUTATE);
                 files.push(("src/lib.rs", self.fill(source)));
                 files.push(("build.sh", self.fill(templates::RUST_BUILD)));
+                files.push((".cargo/config.toml", templates::RUST_CARGO_CONFIG.to_owned()));
             }
             Language::Python => {
                 let missing = self.by_kind(templates::PYTHON_VALIDATE, templates::PYTHON_MUTATE);
