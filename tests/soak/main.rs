@@ -663,11 +663,18 @@ struct Shutdown {
 }
 
 /// Whether a request failed the way a stopping server refuses one: no
-/// connection, or one closed before any answer.
+/// connection, or a kept-alive one closed before the server read the request.
+/// The kernel ends such a connection with a FIN, or with a RST when the
+/// request's bytes had already arrived unread ("Connection reset by peer"):
+/// the same idle-close race either way, and the request was not processed.
 fn refused_cleanly(error: &str) -> bool {
-    ["Connection refused", "connection closed before message completed"]
-        .iter()
-        .any(|clean| error.contains(clean))
+    [
+        "Connection refused",
+        "connection closed before message completed",
+        "Connection reset by peer",
+    ]
+    .iter()
+    .any(|clean| error.contains(clean))
 }
 
 /// Starts reviews that take a while (the spinner runs into its timeout),
