@@ -167,10 +167,8 @@ impl AdmissionInput {
             return Err(ReviewError::MissingUid);
         }
         let span = |raw: Option<RawText<'_>>| {
-            raw.filter(|RawText(raw)| *raw != "null").map(|RawText(raw)| {
-                let start = raw.as_ptr() as usize - request_json.as_ptr() as usize;
-                start..start + raw.len()
-            })
+            raw.filter(|RawText(raw)| *raw != "null")
+                .map(|RawText(raw)| wasmhook_rawjson::span_in(request_json, raw))
         };
         let object = span(header.object);
         let has_old_object = span(header.old_object).is_some();

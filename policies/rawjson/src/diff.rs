@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::scan::Members;
 use crate::scan::is_whitespace;
-use crate::{Error, Kind, Member, elements, members, validate};
+use crate::{Error, Kind, Member, elements, members, span_in, validate};
 
 /// The JSON Patch (RFC 6902) that turns `original` into `mutated`.
 ///
@@ -43,11 +43,11 @@ fn diff_raw(original: &str, mutated: &str, path: &mut PointerBuf, patch: &mut Pa
         return Ok(());
     }
     match (Kind::of(original), Kind::of(mutated)) {
-        (Kind::Object, Kind::Object) | (Kind::Array, Kind::Array) => {
+        (kind @ (Kind::Object | Kind::Array), mutated_kind) if kind == mutated_kind => {
             let shared = Shared::of(original, mutated);
             if shared.mostly_rewritten(original, mutated) {
                 diff_parsed(original, mutated, path, patch)
-            } else if Kind::of(original) == Kind::Object {
+            } else if kind == Kind::Object {
                 diff_objects(original, mutated, shared, path, patch)
             } else {
                 diff_arrays(original, mutated, path, patch)
@@ -212,7 +212,7 @@ fn mutated_members<'t>(
     mutated: &'t str,
     shared: Shared,
 ) -> Result<Vec<Member<'t>>, Error> {
-    let end_in = |text: &str, value: &str| value.as_ptr() as usize - text.as_ptr() as usize + value.len();
+    let end_in = |text: &str, value: &str| span_in(text, value).end;
     let leading = original_members
         .iter()
         .take_while(|(_, value)| end_in(original, value) < shared.prefix)
@@ -402,9 +402,8 @@ mod tests {
     fn spliced(json: &str) -> Vec<String> {
         fn walk(document: &str, object: &str, variants: &mut Vec<String>) {
             for (key, value) in members(object).unwrap() {
-                let start = value.as_ptr() as usize - document.as_ptr() as usize;
-                let end = start + value.len();
-                let splice = |text: &str| format!("{}{text}{}", &document[..start], &document[end..]);
+                let span = span_in(document, value);
+                let splice = |text: &str| format!("{}{text}{}", &document[..span.start], &document[span.end..]);
                 variants.push(splice("0"));
                 variants.push(splice(r#"{"new":[1,"x\"y"]}"#));
                 variants.push(splice(&format!(r#"{value},"zz":true"#)));

@@ -29,6 +29,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::de::{self, Visitor};
 use serde_json::value::RawValue;
@@ -67,6 +68,21 @@ impl Kind {
             _ => Self::Scalar,
         }
     }
+}
+
+/// Where `part`, a slice of `text`, lies in it (byte offsets). The readers
+/// here return values as slices of their input; this turns one back into the
+/// range it was read from.
+///
+/// # Panics
+///
+/// If `part` is not a slice of `text`.
+pub fn span_in(text: &str, part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize)
+        .checked_sub(text.as_ptr() as usize)
+        .filter(|start| start + part.len() <= text.len())
+        .expect("`part` is a slice of `text`");
+    start..start + part.len()
 }
 
 /// Checks that `json` is one valid JSON value and returns it without the
@@ -119,5 +135,16 @@ mod tests {
         assert_eq!(Kind::of("[]"), Kind::Array);
         assert_eq!(Kind::of("\"{\""), Kind::Scalar);
         assert_eq!(Kind::of("null"), Kind::Scalar);
+    }
+
+    #[test]
+    fn a_slice_is_found_where_it_was_read() {
+        let text = String::from(r#"{"a":[1,2]}"#);
+        let value = &text[5..10];
+        assert_eq!(span_in(&text, value), 5..10);
+        assert_eq!(span_in(&text, &text[11..]), 11..11);
+        let copy = text.clone();
+        let elsewhere = std::panic::catch_unwind(|| span_in(&text, &copy[5..10]));
+        assert!(elsewhere.is_err(), "a slice of another string is refused");
     }
 }

@@ -168,8 +168,8 @@ impl<'de> SeqAccess<'de> for SplitAccess<'de> {
         let Some((key, value)) = self.members.next() else {
             return Ok(None);
         };
-        let start = value.as_ptr() as usize - self.text.as_ptr() as usize;
-        self.pending = [Some(start), Some(start + value.len())];
+        let span = crate::span_in(self.text, value);
+        self.pending = [Some(span.start), Some(span.end)];
         seed.deserialize(KeyDeserializer { key }).map(Some)
     }
 }

@@ -455,10 +455,10 @@ impl<'t> Layout<'t> {
 
     /// The next part, whose value is the slice `value` of the text.
     fn place(&mut self, value: &str) -> (Option<Range<usize>>, Node) {
-        let start = value.as_ptr() as usize - self.text.as_ptr() as usize;
-        let lead = self.previous_end..start;
-        self.previous_end = start + value.len();
-        (Some(lead), Node::Raw(start..self.previous_end))
+        let span = wasmhook_rawjson::span_in(self.text, value);
+        let lead = self.previous_end..span.start;
+        self.previous_end = span.end;
+        (Some(lead), Node::Raw(span))
     }
 
     /// The text after the last part, up to the closing bracket.
