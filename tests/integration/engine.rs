@@ -12,6 +12,7 @@ use wasmhook::policy::Enforcement;
 use wasmhook::response::{Outcome, decide};
 use wasmhook::review::AdmissionInput;
 use wasmhook_policy_artifacts::MISBEHAVING_POLICY_PATH;
+use wasmhook_rawjson::ContainerIndex;
 
 /// A CREATE of a Service carrying a field no API version knows, a quantity
 /// string, and keys in an unusual order.
@@ -217,6 +218,37 @@ fn every_call_gets_a_fresh_instance() {
     let policy = misbehaving(&engine, "count", limits(Duration::from_secs(2)));
     for _ in 0..3 {
         assert_eq!(policy.evaluate_blocking(REQUEST, None).unwrap().warnings, ["call 1"]);
+    }
+}
+
+#[test]
+fn a_policy_that_asks_gets_the_request_s_container_index_once() {
+    let engine = engine(4);
+    let policy = misbehaving(&engine, "layout", limits(Duration::from_secs(2)));
+    assert!(policy.reads_request_layout());
+    let input = input();
+    let request = input.request_json();
+    let (starts, ends) = ContainerIndex::of(request).expect("valid JSON").into_parts();
+    assert!(
+        starts.len() >= 3,
+        "the request, its object and more are indexed: {starts:?}"
+    );
+    let expected = [format!("starts {starts:?} ends {ends:?}"), "again 0 0".to_owned()];
+    // Indexed by the engine from the bare text, or in the pass that read the
+    // review: the same index.
+    assert_eq!(policy.evaluate_blocking(request, None).unwrap().warnings, expected);
+    assert_eq!(
+        policy.evaluate_blocking(input.request_text(), None).unwrap().warnings,
+        expected
+    );
+    // The next evaluation gets its own request's index, not a leftover.
+    let other = input.object_json().expect("an object");
+    let (starts, ends) = ContainerIndex::of(other).unwrap().into_parts();
+    let warnings = policy.evaluate_blocking(other, None).unwrap().warnings;
+    assert_eq!(warnings[0], format!("starts {starts:?} ends {ends:?}"));
+    // The built-ins use it.
+    for name in ["headless-service", "statefulset-service-name"] {
+        assert!(builtin(&engine, name).reads_request_layout(), "{name}");
     }
 }
 

@@ -21,6 +21,7 @@ use wasmhook::engine::{CompiledPolicy, Engine, EngineConfig, Limits, PolicyInsta
 use wasmhook::policy::Enforcement;
 use wasmhook::response::decide;
 use wasmhook::review::AdmissionInput;
+use wasmhook_rawjson::ContainerIndex;
 
 /// The allocator the `wasmhook` binary uses.
 #[global_allocator]
@@ -204,12 +205,21 @@ fn hot_path(c: &mut Criterion) {
         let mutated = verdict.mutated_object.expect("a mutation");
         let original = case.input.object_json().expect("an object");
         group.bench_function(format!("patch/{}", case.id), |b| {
-            b.iter(|| wasmhook::patch::compute(black_box(original), black_box(mutated.clone())).expect("a patch"))
+            // As the server diffs: with the request's index.
+            b.iter(|| {
+                case.input
+                    .with_request_index(|| wasmhook::patch::compute(black_box(original), black_box(mutated.clone())))
+                    .expect("a patch")
+            })
         });
     }
     for case in &cases {
         group.bench_function(format!("parse-review/{}", case.id), |b| {
             b.iter(|| AdmissionInput::from_review(black_box(&case.review)).expect("a valid review"))
+        });
+        // Part of `evaluate` for the policies that import `request-layout`.
+        group.bench_function(format!("index-request/{}", case.id), |b| {
+            b.iter(|| ContainerIndex::of(black_box(case.input.request_json())).expect("valid JSON"))
         });
     }
     group.finish();
@@ -221,7 +231,7 @@ fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runti
     group.bench_function(format!("{}/whole", case.id), |b| {
         b.iter(|| {
             let input = AdmissionInput::from_review(black_box(&case.review)).expect("a valid review");
-            let evaluated = runtime.block_on(case.policy.evaluate(input.request_json(), None));
+            let evaluated = runtime.block_on(case.policy.evaluate(input.request_text(), None));
             let decision = decide(case.policy.name(), Enforcement::default(), &input, evaluated);
             serde_json::to_vec(&decision.response.into_review()).expect("serializes")
         })
@@ -236,7 +246,7 @@ fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runti
         b.iter_batched(
             || instantiate(runtime, &case.policy),
             |mut instance| {
-                let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
+                let verdict = runtime.block_on(instance.evaluate(case.input.request_text()));
                 (instance, verdict)
             },
             BatchSize::PerIteration,
@@ -248,7 +258,7 @@ fn bench_review(group: &mut BenchmarkGroup<'_, WallTime>, runtime: &tokio::runti
         b.iter_batched(
             || {
                 let mut instance = instantiate(runtime, &case.policy);
-                let verdict = runtime.block_on(instance.evaluate(case.input.request_json()));
+                let verdict = runtime.block_on(instance.evaluate(case.input.request_text()));
                 assert!(verdict.is_ok(), "the policy evaluates");
                 instance
             },

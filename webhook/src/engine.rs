@@ -30,7 +30,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, Linker};
+use wasmhook_rawjson::ContainerIndex;
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
 
 pub use bindings::Verdict;
@@ -213,6 +214,10 @@ impl Engine {
 
         let mut linker = Linker::new(&wasmtime);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::wasmhook::policy::request_layout::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )?;
 
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -264,6 +269,7 @@ impl Engine {
                 gate: Gate::new(self.per_policy_slots()),
                 name: name.to_owned(),
                 engine: self.clone(),
+                reads_layout: imports_request_layout(&pre, &self.inner.wasmtime),
                 pre,
                 settings: settings.to_owned(),
                 limits,
@@ -355,6 +361,34 @@ impl Engine {
     }
 }
 
+/// A request as a policy is given it: the JSON of an AdmissionReview's
+/// `request` and, when the caller has it, the index of its containers
+/// ([`ContainerIndex`], handed to policies that import `request-layout`).
+/// From a bare `&str` the engine indexes the text itself when the policy
+/// needs it; [`crate::review::AdmissionInput::request_text`] has the index
+/// from the pass that compacted the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestText<'a> {
+    json: &'a str,
+    containers: Option<&'a ContainerIndex>,
+}
+
+impl<'a> RequestText<'a> {
+    /// `json` with `containers`, the index of exactly this text.
+    pub fn indexed(json: &'a str, containers: &'a ContainerIndex) -> Self {
+        Self {
+            json,
+            containers: Some(containers),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for RequestText<'a> {
+    fn from(json: &'a str) -> Self {
+        Self { json, containers: None }
+    }
+}
+
 /// A compiled, linked policy with its settings and limits. Cheap to clone;
 /// evaluations may run concurrently from many threads.
 #[derive(Clone)]
@@ -368,6 +402,9 @@ struct PolicyInner {
     name: String,
     engine: Engine,
     pre: PolicyPre<HostState>,
+    /// Whether the policy imports `request-layout`: only then is the request
+    /// indexed for it (policies built without the Rust SDK usually do not).
+    reads_layout: bool,
     settings: String,
     limits: Limits,
     sha256: String,
@@ -384,6 +421,13 @@ impl CompiledPolicy {
     /// The sha256 of the component it was loaded from.
     pub fn sha256(&self) -> &str {
         &self.inner.sha256
+    }
+
+    /// Whether the policy imports `request-layout`, and so is handed the
+    /// index of each request's containers (policies built with the Rust SDK
+    /// do).
+    pub fn reads_request_layout(&self) -> bool {
+        self.inner.reads_layout
     }
 
     /// Whether loading hit the compile cache.
@@ -406,13 +450,21 @@ impl CompiledPolicy {
     ///
     /// `budget` caps the wall-clock time below the policy's own timeout (the
     /// API server's deadline); the effective timeout is the smaller of the two.
-    pub async fn evaluate(&self, request_json: &str, budget: Option<Duration>) -> Result<Verdict, PolicyFailure> {
-        self.instantiate(budget).await?.evaluate(request_json).await
+    pub async fn evaluate<'r>(
+        &self,
+        request: impl Into<RequestText<'r>>,
+        budget: Option<Duration>,
+    ) -> Result<Verdict, PolicyFailure> {
+        self.instantiate(budget).await?.evaluate(request).await
     }
 
     /// [`CompiledPolicy::evaluate`] for callers outside an async runtime.
-    pub fn evaluate_blocking(&self, request_json: &str, budget: Option<Duration>) -> Result<Verdict, PolicyFailure> {
-        block_on(self.evaluate(request_json, budget))
+    pub fn evaluate_blocking<'r>(
+        &self,
+        request: impl Into<RequestText<'r>>,
+        budget: Option<Duration>,
+    ) -> Result<Verdict, PolicyFailure> {
+        block_on(self.evaluate(request, budget))
     }
 
     /// Takes this policy's evaluation slots and instantiates it: the first
@@ -526,12 +578,18 @@ pub struct PolicyInstance<'p> {
 
 impl PolicyInstance<'_> {
     /// Evaluates one request (the JSON of an AdmissionReview's `request`).
-    pub async fn evaluate(&mut self, request_json: &str) -> Result<Verdict, PolicyFailure> {
+    pub async fn evaluate<'r>(&mut self, request: impl Into<RequestText<'r>>) -> Result<Verdict, PolicyFailure> {
+        let RequestText { json, containers } = request.into();
         let settings = self.policy.inner.settings.as_str();
-        let result = self
-            .bindings
-            .call_evaluate(&mut self.store, request_json, settings)
-            .await;
+        if self.policy.inner.reads_layout {
+            // Found natively, once: the policy then skips what it does not
+            // read by a lookup instead of a scan in Wasm.
+            self.store.data_mut().request_layout = match containers {
+                Some(containers) => containers.clone(),
+                None => ContainerIndex::of(json).unwrap_or_default(),
+            };
+        }
+        let result = self.bindings.call_evaluate(&mut self.store, json, settings).await;
         match self.finish(result)? {
             Ok(verdict) => Ok(verdict),
             Err(message) => Err(PolicyFailure::PolicyError { message }),
@@ -558,6 +616,18 @@ impl PolicyInstance<'_> {
         result.map_err(|error| self.policy.classify(error, &self.store, self.timeout, &stderr))
     }
 }
+
+/// Whether the policy `pre` links imports the `request-layout` interface.
+fn imports_request_layout(pre: &PolicyPre<HostState>, engine: &wasmtime::Engine) -> bool {
+    pre.instance_pre()
+        .component()
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with(REQUEST_LAYOUT_INTERFACE))
+}
+
+/// The name of the `request-layout` interface, without its version.
+const REQUEST_LAYOUT_INTERFACE: &str = "wasmhook:policy/request-layout@";
 
 /// Runs `future` to completion on this thread, for callers outside an async
 /// runtime. A current-thread runtime is enough: evaluations only need its

@@ -199,7 +199,9 @@ fn interpret(input: &AdmissionInput, verdict: Verdict) -> Result<Interpreted, Po
                 }
                 (_, Some(original)) => original,
             };
-            patch::compute(original, mutated)?
+            // The original is part of the request: its containers are
+            // looked up, not scanned, where the diff skips them.
+            input.with_request_index(|| patch::compute(original, mutated))?
         }
         // A denial's mutation is moot.
         _ => None,

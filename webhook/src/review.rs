@@ -19,7 +19,9 @@ use kube::core::GroupVersionKind;
 use kube::core::admission::Operation;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use wasmhook_rawjson::RawText;
+use wasmhook_rawjson::{Compacted, ContainerIndex, RawText};
+
+use crate::engine::RequestText;
 
 /// The API version of the reviews wasmhook answers.
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -110,6 +112,9 @@ pub fn operation_name(operation: &Operation) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct AdmissionInput {
     request_json: String,
+    /// Where the long containers of `request_json` are: handed to policies
+    /// that import `request-layout`.
+    containers: ContainerIndex,
     uid: String,
     kind: GroupVersionKind,
     sub_resource: Option<String>,
@@ -153,10 +158,16 @@ impl AdmissionInput {
 
     /// The input of a validated request, kept compacted: what the policy is
     /// given. Its header is read without validating the text again.
+    /// The pass that compacts it also indexes its containers, for the
+    /// policy and for reading the header here: the object is jumped over,
+    /// not scanned.
     fn from_valid_request(request_json: &str) -> Result<Self, ReviewError> {
-        let compacted = wasmhook_rawjson::compact(request_json).into_owned();
-        let header = wasmhook_rawjson::from_valid_str(&compacted);
-        Self::from_header(header, &compacted).map(|input| input.with_json(compacted))
+        let Compacted { text, containers } = wasmhook_rawjson::compact_indexed(request_json);
+        let compacted = text.into_owned();
+        let header = wasmhook_rawjson::with_index(&compacted, containers.clone(), || {
+            wasmhook_rawjson::from_valid_str(&compacted)
+        });
+        Self::from_header(header, &compacted).map(|input| input.with_json(compacted, containers))
     }
 
     /// The input a header describes; `request_json` (which the header
@@ -180,6 +191,7 @@ impl AdmissionInput {
         }
         Ok(Self {
             request_json: String::new(),
+            containers: ContainerIndex::default(),
             uid: header.uid,
             kind: header.kind,
             sub_resource: header.sub_resource.filter(|s| !s.is_empty()),
@@ -191,8 +203,12 @@ impl AdmissionInput {
         })
     }
 
-    fn with_json(self, request_json: String) -> Self {
-        Self { request_json, ..self }
+    fn with_json(self, request_json: String, containers: ContainerIndex) -> Self {
+        Self {
+            request_json,
+            containers,
+            ..self
+        }
     }
 
     /// The request's uid, echoed in the response.
@@ -236,6 +252,19 @@ impl AdmissionInput {
         &self.request_json
     }
 
+    /// The request as a policy is given it: the compacted text and the index
+    /// of its containers.
+    pub fn request_text(&self) -> RequestText<'_> {
+        RequestText::indexed(&self.request_json, &self.containers)
+    }
+
+    /// Runs `read` with the request's containers indexed: what it reads of
+    /// the request (the object, diffed against a policy's mutation) with
+    /// `wasmhook_rawjson` jumps over the containers instead of scanning them.
+    pub fn with_request_index<R>(&self, read: impl FnOnce() -> R) -> R {
+        wasmhook_rawjson::with_index(&self.request_json, self.containers.clone(), read)
+    }
+
     /// The request's object as raw JSON (absent on DELETE).
     pub fn object_json(&self) -> Option<&str> {
         self.object.clone().map(|span| &self.request_json[span])
@@ -268,6 +297,12 @@ mod tests {
         assert_eq!(
             input.object_json(),
             Some(r#"{"kind":"Service","metadata":{"name":"web"}}"#)
+        );
+        // Indexed in the same pass: the compacted text's own index.
+        assert!(!input.containers.is_empty());
+        assert_eq!(
+            Some(&input.containers),
+            ContainerIndex::of(input.request_json()).as_ref()
         );
         // Strings, numbers and key order are kept byte for byte.
         let spaced = REQUEST.replace(

@@ -14,6 +14,10 @@
 //! - [`from_valid_str`] deserializes a type from text already validated (the
 //!   server validates each review once, as it arrives), reading only the
 //!   members the type keeps; [`RawText`] passes a member on unread.
+//! - [`ContainerIndex`] records where the long containers of a document end,
+//!   natively, once; within [`with_index`] every reader here looks them up
+//!   instead of scanning them (the server indexes the request it hands a
+//!   policy).
 //! - [`compact`] removes the whitespace between tokens of valid JSON, so a
 //!   pretty-printed review is read, copied and diffed at half its size.
 //! - [`diff`] computes the JSON Patch between two documents, descending only
@@ -36,11 +40,13 @@ use serde_json::value::RawValue;
 
 mod compact;
 mod diff;
+mod index;
 mod scan;
 mod valid;
 
-pub use compact::compact;
+pub use compact::{Compacted, compact, compact_indexed};
 pub use diff::diff;
+pub use index::{ContainerIndex, MIN_INDEXED_LENGTH, with_index};
 pub use scan::{Elements, Member, Members, elements, members};
 pub use valid::{RawText, SplitObject, from_split, from_valid_str};
 

@@ -426,9 +426,15 @@ const CLASSES: [Class; 256] = {
     table
 };
 
-/// The offset just past the object or array that starts at `start`, by
-/// counting brackets outside strings; `None` if they do not balance.
+/// The offset just past the object or array that starts at `start`: looked
+/// up when the request's index records it (see [`crate::index`]), else
+/// scanned; `None` if its brackets do not balance.
 fn container_end(bytes: &[u8], start: usize) -> Option<usize> {
+    crate::index::indexed_container_end(bytes, start).or_else(|| scanned_container_end(bytes, start))
+}
+
+/// [`container_end`] by counting brackets outside strings.
+pub(crate) fn scanned_container_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0_usize;
     let mut position = start;
     while let Some(&byte) = bytes.get(position) {

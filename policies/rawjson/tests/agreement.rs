@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use wasmhook_rawjson::{compact, elements, from_valid_str, members};
+use wasmhook_rawjson::{ContainerIndex, compact, elements, from_valid_str, members, with_index};
 
 const DOCUMENTS: [&str; 3] = [
     include_str!("../../../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"),
@@ -63,6 +63,7 @@ fn damaged_documents_never_panic_and_valid_ones_read_as_serde_json_reads_them() 
         let _ = elements(&text);
         let fast = from_valid_str::<Value>(&text);
         let compacted = compact(&text);
+        assert_indexed_reads_are_the_scanned_ones(&text);
         if let Ok(expected) = serde_json::from_str::<Value>(&text) {
             still_valid += 1;
             let found = fast.unwrap_or_else(|error| panic!("{error}: serde_json reads {text}"));
@@ -71,6 +72,10 @@ fn damaged_documents_never_panic_and_valid_ones_read_as_serde_json_reads_them() 
             let reread: Value = serde_json::from_str(&compacted).unwrap_or_else(|error| panic!("{error}: {compacted}"));
             assert_eq!(reread, expected, "{text}");
             assert_eq!(compact(&compacted), compacted, "{text}");
+            // Indexed in the same pass, the compacted text's own index.
+            let indexed = wasmhook_rawjson::compact_indexed(&text);
+            assert_eq!(indexed.text, compacted, "{text}");
+            assert_eq!(Some(indexed.containers), ContainerIndex::of(&compacted), "{text}");
             if let Value::Object(map) = &expected {
                 // The last of duplicate keys counts, as in serde_json's map.
                 let last: BTreeMap<_, _> = members(&text).unwrap().into_iter().collect();
@@ -96,5 +101,26 @@ fn undamaged_documents_read_as_serde_json_reads_them() {
     for document in DOCUMENTS {
         let expected: Value = serde_json::from_str(document).unwrap();
         assert_eq!(from_valid_str::<Value>(document).unwrap(), expected);
+        assert_indexed_reads_are_the_scanned_ones(document);
+        let compacted = compact(document);
+        assert_indexed_reads_are_the_scanned_ones(&compacted);
+    }
+}
+
+/// With `text`'s index, every reader returns exactly what it returns without
+/// one — the same values, the same errors — for any text an index can be
+/// built of.
+fn assert_indexed_reads_are_the_scanned_ones(text: &str) {
+    let read = || {
+        format!(
+            "{:?} {:?} {:?}",
+            members(text),
+            elements(text),
+            from_valid_str::<Value>(text)
+        )
+    };
+    let scanned = read();
+    if let Some(index) = ContainerIndex::of(text) {
+        assert_eq!(with_index(text, index, read), scanned, "{text}");
     }
 }

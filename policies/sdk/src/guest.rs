@@ -3,6 +3,8 @@
 //! [`crate::export_policy!`] calls these; [`crate::testing`] calls the same
 //! `run_*` functions natively so unit tests exercise the exact same path.
 
+use wasmhook_rawjson::{ContainerIndex, with_index};
+
 use crate::bindings;
 use crate::{Policy, PolicyError, Request, Verdict, settings};
 
@@ -14,9 +16,13 @@ pub fn run_validate_settings<P: Policy>(settings_json: &str) -> Result<P::Settin
 }
 
 /// Parses the settings and the request — validating all of it — and
-/// evaluates the policy.
+/// evaluates the policy, with the request's containers indexed as the server
+/// indexes them.
 pub fn run_evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<Verdict, String> {
-    evaluate_request::<P>(Request::parse(request_json), settings_json)
+    let index = ContainerIndex::of(request_json).unwrap_or_default();
+    with_index(request_json, index, || {
+        evaluate_request::<P>(Request::parse(request_json), settings_json)
+    })
 }
 
 fn evaluate_request<P: Policy>(
@@ -37,8 +43,15 @@ pub fn validate_settings<P: Policy>(settings_json: &str) -> Result<(), String> {
 /// The `evaluate` export.
 pub fn evaluate<P: Policy>(request_json: &str, settings_json: &str) -> Result<bindings::Verdict, String> {
     install_panic_hook();
-    // The server validated the review: the request is read, not re-validated.
-    let parts = evaluate_request::<P>(Request::from_server(request_json), settings_json)?.into_parts();
+    // The server validated the review: the request is read, not re-validated;
+    // and it indexed the request's containers, so what the policy does not
+    // read is skipped by a lookup instead of a scan.
+    let layout = bindings::wasmhook::policy::request_layout::containers();
+    let index = ContainerIndex::from_parts(layout.starts, layout.ends);
+    let verdict = with_index(request_json, index, || {
+        evaluate_request::<P>(Request::from_server(request_json), settings_json)
+    })?;
+    let parts = verdict.into_parts();
     let mutated_object = parts.mutated_object.map(|object| object.to_json());
     Ok(bindings::Verdict {
         allowed: parts.allowed,

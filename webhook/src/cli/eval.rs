@@ -130,7 +130,7 @@ fn evaluate(args: &EvalArgs) -> Result<(AdmissionInput, Decision), String> {
         action: args.action,
         failure_policy: args.failure_policy,
     };
-    let evaluated = policy.evaluate_blocking(input.request_json(), None);
+    let evaluated = policy.evaluate_blocking(input.request_text(), None);
     let decision = decide(&name, enforcement, &input, evaluated);
     Ok((input, decision))
 }

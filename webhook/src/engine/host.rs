@@ -1,17 +1,21 @@
 //! What a policy instance sees of the host: a WASI preview-2 context that
 //! grants nothing (no files, network, environment or arguments), stdout and
-//! stderr captured into capped buffers, and a memory limiter that records when
-//! it refused to grow.
+//! stderr captured into capped buffers, a memory limiter that records when it
+//! refused to grow, and the index of the request's containers
+//! (`request-layout`).
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use wasmhook_rawjson::ContainerIndex;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::wasmhook::policy::request_layout;
 
 /// The data of one policy instance's `Store`.
 pub struct HostState {
@@ -20,6 +24,9 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
+    /// The index of the request being evaluated, handed to the policy when
+    /// it asks (`request-layout`); empty until then and after.
+    pub(crate) request_layout: ContainerIndex,
 }
 
 impl HostState {
@@ -41,7 +48,15 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_limit),
             stdout,
             stderr,
+            request_layout: ContainerIndex::default(),
         }
+    }
+}
+
+impl request_layout::Host for HostState {
+    fn containers(&mut self) -> request_layout::ContainerIndex {
+        let (starts, ends) = std::mem::take(&mut self.request_layout).into_parts();
+        request_layout::ContainerIndex { starts, ends }
     }
 }
 

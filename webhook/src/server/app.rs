@@ -155,7 +155,7 @@ async fn review(
     metrics.in_flight.inc();
     let evaluate_and_decide = async {
         let evaluated = match state.evaluator {
-            Evaluator::Policies => policy.compiled.evaluate(input.request_json(), budget).await,
+            Evaluator::Policies => policy.compiled.evaluate(input.request_text(), budget).await,
             Evaluator::AllowWithoutPolicy => Ok(Verdict::allow()),
         };
         // The patch is computed from the verdict: part of the policy's cost.

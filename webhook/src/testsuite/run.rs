@@ -99,7 +99,7 @@ impl Runner {
         let policy = self.policy(suite, &settings)?;
         let input = input(suite, case)?;
         let started = Instant::now();
-        let evaluated = policy.evaluate_blocking(input.request_json(), None);
+        let evaluated = policy.evaluate_blocking(input.request_text(), None);
         *elapsed = started.elapsed();
 
         let mut problems = Vec::new();

@@ -10,10 +10,12 @@
 //! generic JSON value, keys reordered: a round trip that must yield no patch),
 //! `count` (warns with a per-instance call counter: proves a fresh instance
 //! per call), `probe-wasi` (warns with what it could reach of the host: files,
-//! environment, arguments, network).
+//! environment, arguments, network), `layout` (warns with the request's
+//! container index as the host hands it over, twice).
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+use wasmhook_policy::bindings::wasmhook::policy::request_layout;
 use wasmhook_policy::bindings::{Guest, Verdict};
 
 /// Reads `behaviour` from the settings; `allow` when absent.
@@ -108,6 +110,19 @@ impl Guest for Misbehaving {
                 let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 Ok(Verdict {
                     warnings: vec![format!("call {calls}")],
+                    ..allow()
+                })
+            }
+            "layout" => {
+                // What the host says about the request's text, asked twice:
+                // the second answer shows it is handed over only once.
+                let first = request_layout::containers();
+                let again = request_layout::containers();
+                Ok(Verdict {
+                    warnings: vec![
+                        format!("starts {:?} ends {:?}", first.starts, first.ends),
+                        format!("again {} {}", again.starts.len(), again.ends.len()),
+                    ],
                     ..allow()
                 })
             }
