@@ -410,6 +410,29 @@ mod tests {
     }
 
     #[test]
+    fn an_indexed_request_reads_and_edits_as_an_unindexed_one() {
+        let review: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"
+        ))
+        .unwrap();
+        let request_json = wasmhook_rawjson::compact(&review["request"].to_string()).into_owned();
+        let read = || {
+            let request = Request::from_server(&request_json).unwrap();
+            let spec: serde_json::Value = request.object_at("/spec").unwrap().unwrap();
+            let name = request.object_name().unwrap().into_owned();
+            let mut object = request.mutable_object().unwrap();
+            object.set("/spec/serviceName", "mysql-headless").unwrap();
+            object.remove("/spec/template/metadata/labels").unwrap();
+            (spec, name, object.to_json())
+        };
+        let scanned = read();
+        let index = wasmhook_rawjson::ContainerIndex::of(&request_json).unwrap();
+        assert!(index.len() > 10, "the recorded StatefulSet has many long containers");
+        assert_eq!(wasmhook_rawjson::with_index(&request_json, index, read), scanned);
+        assert!(scanned.2.contains(r#""serviceName":"mysql-headless""#));
+    }
+
+    #[test]
     fn objects_are_typed_on_demand() {
         let request = Request::parse(CREATE).unwrap();
         let service: Service = request.object().unwrap().unwrap();
