@@ -117,6 +117,18 @@ fn growing_memory_beyond_its_initial_size_is_observed() {
     };
     assert!(!grows("allow"));
     assert!(grows("allocate"));
+    // What the server counts (`wasmhook_policy_memory_growths_total`).
+    let observed = |behaviour: &str| {
+        let policy = misbehaving(&engine, behaviour, limits(Duration::from_secs(5)));
+        runtime.block_on(policy.evaluate_observed(REQUEST, None))
+    };
+    let allowed = observed("allow");
+    assert!(allowed.result.is_ok() && !allowed.memory_grown, "{allowed:?}");
+    let hoarded = observed("allocate");
+    assert!(
+        matches!(hoarded.result, Err(PolicyFailure::OutOfMemory { .. })) && hoarded.memory_grown,
+        "{hoarded:?}"
+    );
 }
 
 #[test]

@@ -9,7 +9,8 @@ use wasmhook_tests::{Case, assert_patch_reproduces, cases};
 
 use crate::harness::{TestServer, fixture_body, misbehaving_wasm, post_review};
 
-/// Both built-ins in both modes, plus a policy that never finishes.
+/// Both built-ins in both modes, plus a policy that never finishes and one
+/// that allocates until it runs out of memory.
 const POLICY_SET: &str = r#"
 apiVersion: wasmhook.dev/v1alpha1
 kind: PolicySet
@@ -28,6 +29,15 @@ policies:
     module: ./misbehaving.wasm
     timeout: 10s
     settings: {behaviour: loop}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["services"]
+  - name: hoarder
+    module: ./misbehaving.wasm
+    memoryLimit: 16Mi
+    settings: {behaviour: allocate}
     rules:
       - apiGroups: [""]
         apiVersions: ["v1"]
@@ -347,7 +357,7 @@ async fn health_readiness_and_metrics() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["degraded"], false);
     assert_eq!(ready["policies"]["headless-service"]["state"], "serving");
-    assert_eq!(ready["policies"].as_object().unwrap().len(), 5);
+    assert_eq!(ready["policies"].as_object().unwrap().len(), 6);
 
     let client = server.certs.http1_client();
     for _ in 0..3 {
@@ -361,6 +371,12 @@ async fn health_readiness_and_metrics() {
     post_review(
         &client,
         &server.url("/mutate/spinner?timeout=1s"),
+        fixture_body("mutating-create-service-dry-svc.json"),
+    )
+    .await;
+    post_review(
+        &client,
+        &server.url("/mutate/hoarder"),
         fixture_body("mutating-create-service-dry-svc.json"),
     )
     .await;
@@ -379,9 +395,17 @@ async fn health_readiness_and_metrics() {
         // The first review of each policy is one whose CPU time is measured.
         r#"wasmhook_policy_cpu_seconds_count{policy="statefulset-service-name"} 1"#,
         r#"wasmhook_policy_cpu_seconds_count{policy="spinner"} 1"#,
+        // The hoarder grew its memory until the limit stopped it.
+        r#"wasmhook_policy_failures_total{policy="hoarder",kind="out_of_memory"} 1"#,
+        r#"wasmhook_policy_memory_growths_total{policy="hoarder"} 1"#,
     ] {
         assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
     }
+    // The built-ins fit the recorded reviews in their initial memory.
+    assert!(
+        !metrics.contains(r#"wasmhook_policy_memory_growths_total{policy="statefulset-service-name"}"#),
+        "{metrics}"
+    );
     let cpu_seconds = |policy: &str| -> f64 {
         let prefix = format!(r#"wasmhook_policy_cpu_seconds_sum{{policy="{policy}"}} "#);
         let line = metrics.lines().find_map(|line| line.strip_prefix(prefix.as_str()));

@@ -389,6 +389,17 @@ impl<'a> From<&'a str> for RequestText<'a> {
     }
 }
 
+/// One evaluation, as [`CompiledPolicy::evaluate_observed`] reports it.
+#[derive(Debug)]
+pub struct Evaluation {
+    /// The verdict, or why there is none.
+    pub result: Result<Verdict, PolicyFailure>,
+    /// Whether the policy grew its memory beyond its initial size
+    /// ([`PolicyInstance::memory_grown`]): a cost the server pays on every
+    /// such review, which the policy's author can remove.
+    pub memory_grown: bool,
+}
+
 /// A compiled, linked policy with its settings and limits. Cheap to clone;
 /// evaluations may run concurrently from many threads.
 #[derive(Clone)]
@@ -402,8 +413,10 @@ struct PolicyInner {
     name: String,
     engine: Engine,
     pre: PolicyPre<HostState>,
-    /// Whether the policy imports `request-layout`: only then is the request
-    /// indexed for it (policies built without the Rust SDK usually do not).
+    /// Whether the policy imports `request-layout`: only then is it handed
+    /// the request's index. (componentize-py and jco give a component every
+    /// import of the world, so the Python and JavaScript policies import it
+    /// without calling it.)
     reads_layout: bool,
     settings: String,
     limits: Limits,
@@ -425,7 +438,7 @@ impl CompiledPolicy {
 
     /// Whether the policy imports `request-layout`, and so is handed the
     /// index of each request's containers (policies built with the Rust SDK
-    /// do).
+    /// import it and use it).
     pub fn reads_request_layout(&self) -> bool {
         self.inner.reads_layout
     }
@@ -455,7 +468,30 @@ impl CompiledPolicy {
         request: impl Into<RequestText<'r>>,
         budget: Option<Duration>,
     ) -> Result<Verdict, PolicyFailure> {
-        self.instantiate(budget).await?.evaluate(request).await
+        self.evaluate_observed(request, budget).await.result
+    }
+
+    /// [`CompiledPolicy::evaluate`], and what the server watches of the
+    /// evaluation besides its result.
+    pub async fn evaluate_observed<'r>(
+        &self,
+        request: impl Into<RequestText<'r>>,
+        budget: Option<Duration>,
+    ) -> Evaluation {
+        let mut instance = match self.instantiate(budget).await {
+            Ok(instance) => instance,
+            Err(failure) => {
+                return Evaluation {
+                    result: Err(failure),
+                    memory_grown: false,
+                };
+            }
+        };
+        let result = instance.evaluate(request).await;
+        Evaluation {
+            result,
+            memory_grown: instance.memory_grown(),
+        }
     }
 
     /// [`CompiledPolicy::evaluate`] for callers outside an async runtime.

@@ -155,7 +155,18 @@ async fn review(
     metrics.in_flight.inc();
     let evaluate_and_decide = async {
         let evaluated = match state.evaluator {
-            Evaluator::Policies => policy.compiled.evaluate(input.request_text(), budget).await,
+            Evaluator::Policies => {
+                let evaluation = policy.compiled.evaluate_observed(input.request_text(), budget).await;
+                if evaluation.memory_grown {
+                    metrics
+                        .policy_memory_growths
+                        .get_or_create(&PolicyLabels {
+                            policy: policy_name.clone(),
+                        })
+                        .inc();
+                }
+                evaluation.result
+            }
             Evaluator::AllowWithoutPolicy => Ok(Verdict::allow()),
         };
         // The patch is computed from the verdict: part of the policy's cost.

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the admission server: what operators alert on.
 //!
 //! Reviews by policy, mode and result; latency and CPU time per policy; policy failures by
-//! kind; reviews in flight; malformed requests by reason; policy (re)loads and
+//! kind; evaluations that grew a policy's memory; reviews in flight; malformed requests by reason; policy (re)loads and
 //! certificate reloads.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -64,6 +64,9 @@ pub struct Metrics {
     pub policy_cpu: Family<PolicyLabels, Histogram>,
     /// Failures of policies.
     pub policy_failures: Family<FailureLabels, Counter>,
+    /// Evaluations in which the policy grew its memory beyond its initial
+    /// size.
+    pub policy_memory_growths: Family<PolicyLabels, Counter>,
     /// Reviews being evaluated now.
     pub in_flight: Gauge,
     /// Requests rejected before evaluation.
@@ -100,6 +103,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.00001, 2.0, 16))
         });
         let policy_failures = Family::<FailureLabels, Counter>::default();
+        let policy_memory_growths = Family::<PolicyLabels, Counter>::default();
         let in_flight = Gauge::default();
         let rejected = Family::<RejectionLabels, Counter>::default();
         let policy_load_failures = Family::<PolicyLabels, Counter>::default();
@@ -120,6 +124,13 @@ impl Metrics {
             policy_cpu.clone(),
         );
         registry.register("policy_failures", "Policy failures by kind", policy_failures.clone());
+        registry.register(
+            "policy_memory_growths",
+            "Evaluations in which the policy grew its memory beyond its initial size: each costs \
+             the server mprotect calls and a TLB flush; link the policy with more initial memory \
+             (policies/README.md)",
+            policy_memory_growths.clone(),
+        );
         registry.register(
             "reviews_in_flight",
             "Admission reviews being evaluated",
@@ -158,6 +169,7 @@ impl Metrics {
             review_duration,
             policy_cpu,
             policy_failures,
+            policy_memory_growths,
             in_flight,
             rejected,
             policy_load_failures,
