@@ -71,14 +71,16 @@ pub(crate) fn walk(json: &str, remove_whitespace: bool) -> (Option<Vec<u8>>, Opt
     // sorted at the end; short ones cost a push and a pop on `open`.
     let mut long: Vec<(u32, u32)> = Vec::with_capacity(32);
     let mut open: Vec<u32> = Vec::with_capacity(32);
-    let mut balanced = u32::try_from(bytes.len()).is_ok();
+    // Whether an index can be made: offsets fit in 32 bits, strings end and
+    // brackets balance.
+    let mut indexable = u32::try_from(bytes.len()).is_ok();
     let mut position = 0;
     while let Some(&byte) = bytes.get(position) {
         match byte {
             b'"' => match string_end(bytes, position) {
                 Some(end) => position = end,
                 None => {
-                    balanced = false;
+                    indexable = false;
                     position = bytes.len();
                 }
             },
@@ -95,7 +97,7 @@ pub(crate) fn walk(json: &str, remove_whitespace: bool) -> (Option<Vec<u8>>, Opt
                             long.push((start, end));
                         }
                     }
-                    None => balanced = false,
+                    None => indexable = false,
                 }
             }
             _ if remove_whitespace && is_whitespace(byte) => {
@@ -116,7 +118,7 @@ pub(crate) fn walk(json: &str, remove_whitespace: bool) -> (Option<Vec<u8>>, Opt
     if let Some(compacted) = &mut compacted {
         compacted.extend_from_slice(&bytes[run_start..]);
     }
-    let containers = (balanced && open.is_empty()).then(|| {
+    let containers = (indexable && open.is_empty()).then(|| {
         long.sort_unstable();
         let (starts, ends) = long.into_iter().unzip();
         ContainerIndex::from_parts(starts, ends)

@@ -24,8 +24,9 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
-    /// The index of the request being evaluated, handed to the policy when
-    /// it asks (`request-layout`); empty until then and after.
+    /// The index of the request being evaluated: set before the evaluation
+    /// of a policy that imports `request-layout`, and taken when the policy
+    /// asks for it (empty otherwise).
     pub(crate) request_layout: ContainerIndex,
 }
 
