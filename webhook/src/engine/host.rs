@@ -3,6 +3,12 @@
 //! stderr captured into capped buffers, a memory limiter that records when it
 //! refused to grow, and the index of the request's containers
 //! (`request-layout`).
+//!
+//! The WASI context is built at the policy's first WASI call, not with the
+//! instance: a policy that only reads the request and answers (the built-ins,
+//! in every review that does not panic) makes none, and building one (its
+//! random generators seeded, its clocks and streams boxed) and dropping it
+//! was a tenth of an instance's setup and teardown.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -19,7 +25,8 @@ use super::bindings::wasmhook::policy::request_layout;
 
 /// The data of one policy instance's `Store`.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built by [`WasiView::ctx`] at the first WASI call, see the module doc.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
@@ -34,21 +41,12 @@ impl HostState {
     /// A fresh, sandboxed state whose memories may grow to `memory_limit`
     /// bytes and whose output is kept up to `output_limit` bytes per stream.
     pub fn new(memory_limit: usize, output_limit: usize) -> Self {
-        let stdout = CapturedOutput::new(output_limit);
-        let stderr = CapturedOutput::new(output_limit);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Self {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
-            stdout,
-            stderr,
+            stdout: CapturedOutput::new(output_limit),
+            stderr: CapturedOutput::new(output_limit),
             request_layout: ContainerIndex::default(),
         }
     }
@@ -61,10 +59,25 @@ impl request_layout::Host for HostState {
     }
 }
 
+/// The sandbox's WASI context: stdout and stderr go to the captured
+/// streams; no files, sockets, name lookups, environment or arguments.
+fn sandboxed_wasi(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| sandboxed_wasi(&self.stdout, &self.stderr));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -258,6 +271,16 @@ mod tests {
         output.append(b"world");
         assert_eq!(output.take(), ("hello wo".to_owned(), 3));
         assert_eq!(output.take(), (String::new(), 0), "take drains");
+    }
+
+    #[test]
+    fn the_wasi_context_is_built_at_the_first_wasi_call_and_kept() {
+        let mut state = HostState::new(1 << 20, 8);
+        assert!(state.wasi.is_none(), "an instance starts without one");
+        let first: *const WasiCtx = state.ctx().ctx;
+        let second: *const WasiCtx = state.ctx().ctx;
+        assert_eq!(first, second, "later calls get the same context");
+        assert!(state.wasi.is_some());
     }
 
     #[test]
