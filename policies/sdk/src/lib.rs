@@ -42,6 +42,7 @@
 //! CRD extras — are never dropped, so the server's JSON Patch holds exactly the
 //! intended operations.
 
+pub mod heap;
 pub mod object;
 mod pointer;
 pub mod request;
@@ -61,6 +62,12 @@ pub use object::Object;
 pub use request::{Operation, Request};
 pub use verdict::Verdict;
 pub use view::{Metadata, NamespacedName};
+
+/// Policies built with the SDK allocate from a per-evaluation arena (see
+/// [`heap`]); turn off the `one-shot-heap` feature to use another allocator.
+#[cfg(all(target_arch = "wasm32", feature = "one-shot-heap"))]
+#[global_allocator]
+static HEAP: heap::OneShotHeap = heap::OneShotHeap::new();
 
 /// Kubernetes API types, re-exported so policies use the same versions as the SDK.
 pub use k8s_openapi;
