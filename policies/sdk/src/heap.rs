@@ -37,9 +37,11 @@ pub struct OneShotHeap {
     /// The arena, as the system allocator returned it: every block of the
     /// arena is derived from this pointer.
     arena: Cell<*mut u8>,
-    /// The arena's first byte, or 0 before the first allocation.
+    /// The arena's first byte, or 0 before the first allocation (1 if the
+    /// system allocator refused the arena, so it is not asked again).
     start: Cell<usize>,
-    /// One past the arena's last byte (0 if the system allocator refused it).
+    /// One past the arena's last byte; equal to `start` if the system
+    /// allocator refused the arena, which leaves it empty.
     end: Cell<usize>,
     /// Where the next block may start.
     next: Cell<usize>,
