@@ -115,13 +115,18 @@ def fingerprint(example: Path, tool_pins: str) -> str:
 
 
 def build_rust(name: str, output: Path) -> None:
-    """cargo build of the example crate; cargo skips it when nothing changed."""
+    """cargo build of the example crate; cargo skips it when nothing changed.
+
+    Run from the example's directory, so that its `.cargo/config.toml` (the
+    link flags `wasmhook new` gives a Rust policy) applies, as it would for an
+    author building their policy.
+    """
     target_dir = ROOT / "target" / "policy-examples"
     run(
         ["cargo", "build", "--quiet", "--package", name, "--target", "wasm32-wasip2", "--profile", "policy",
          "--target-dir", str(target_dir)],
         f"cargo build of {name}",
-        cwd=ROOT,
+        cwd=EXAMPLES / name,
     )
     built = target_dir / "wasm32-wasip2" / "policy" / f"{name.replace('-', '_')}.wasm"
     output.parent.mkdir(parents=True, exist_ok=True)

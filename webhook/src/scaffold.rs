@@ -333,4 +333,12 @@ mod tests {
         assert_eq!(type_name("require-team"), "RequireTeam");
         assert_eq!(type_name("x"), "X");
     }
+
+    /// The Rust example is linked as a new Rust policy is (policies/examples/
+    /// build.py builds it from its directory, so its config applies).
+    #[test]
+    fn the_rust_example_is_linked_as_new_rust_policies_are() {
+        let example = include_str!("../../policies/examples/rust-require-labels/.cargo/config.toml");
+        assert_eq!(example, templates::RUST_CARGO_CONFIG);
+    }
 }
