@@ -385,63 +385,79 @@ pub(crate) fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
 /// The first offset from `position` on that holds a quote or a backslash (or
 /// the length, if none does).
 ///
-/// Eight bytes at a time, in a `u64`. Most of a Kubernetes object is short
-/// strings, too short for a general-purpose search to pay for its setup, and
-/// a byte-at-a-time loop mispredicts on every character. (Measured natively
-/// on a recorded StatefulSet: 0.42 ns per byte, against 0.70 for serde_json's
-/// validating skip. Sixteen at a time with Wasm SIMD, the policies built with
-/// `+simd128`, was no faster in Wasm: see BENCHMARKS.md.)
-fn skip_plain_string_bytes(bytes: &[u8], mut position: usize) -> usize {
-    while let Some(chunk) = bytes.get(position..position + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let found = bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\');
-        if found != 0 {
-            return position + (found.trailing_zeros() / 8) as usize;
-        }
-        position += 8;
-    }
-    while position < bytes.len() && !matches!(bytes[position], b'"' | b'\\') {
-        position += 1;
-    }
-    position
+/// Eight bytes at a time, in a `u64` (see [`skip_to_stop`]). Most of a
+/// Kubernetes object is short strings, too short for a general-purpose search
+/// to pay for its setup, and a byte-at-a-time loop mispredicts on every
+/// character. (Measured natively on a recorded StatefulSet: 0.42 ns per byte,
+/// against 0.70 for serde_json's validating skip. Sixteen at a time with Wasm
+/// SIMD, the policies built with `+simd128`, was no faster in Wasm: see
+/// BENCHMARKS.md.)
+fn skip_plain_string_bytes(bytes: &[u8], position: usize) -> usize {
+    skip_to_stop(
+        bytes,
+        position,
+        |word| bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\'),
+        |byte| matches!(byte, b'"' | b'\\'),
+    )
 }
 
 /// The first offset from `position` on that holds a quote, a backslash or a
 /// control character (below 0x20, which JSON forbids in strings), or the
 /// length if none does: the end of a key that can be borrowed as it is, when
-/// the byte there is its closing quote. Eight bytes at a time, as
-/// [`skip_plain_string_bytes`]; keys are read in every pass, and checking
-/// them in a second, byte-at-a-time loop was a third of the time spent on them.
-fn skip_plain_key_bytes(bytes: &[u8], mut position: usize) -> usize {
+/// the byte there is its closing quote. Keys are read in every pass, and
+/// checking them in a second, byte-at-a-time loop was a third of the time
+/// spent on them.
+fn skip_plain_key_bytes(bytes: &[u8], position: usize) -> usize {
+    skip_to_stop(
+        bytes,
+        position,
+        |word| bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\') | bytes_below(word, 0x20),
+        |byte| matches!(byte, b'"' | b'\\' | 0..0x20),
+    )
+}
+
+/// The first offset from `position` on whose byte is a stop (or the length,
+/// if none is): eight bytes at a time while eight remain, with `word_stops`
+/// giving the high bit of each stop byte of a little-endian word (exact for
+/// the first stop), then byte by byte with `is_stop`. Inlined, so each caller
+/// gets its own loop.
+#[inline(always)]
+fn skip_to_stop(
+    bytes: &[u8],
+    mut position: usize,
+    word_stops: impl Fn(u64) -> u64,
+    is_stop: impl Fn(u8) -> bool,
+) -> usize {
     while let Some(chunk) = bytes.get(position..position + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let found = bytes_equal_to(word, b'"') | bytes_equal_to(word, b'\\') | bytes_below(word, 0x20);
+        let found = word_stops(word);
         if found != 0 {
             return position + (found.trailing_zeros() / 8) as usize;
         }
         position += 8;
     }
-    while position < bytes.len() && !matches!(bytes[position], b'"' | b'\\' | 0..0x20) {
+    while position < bytes.len() && !is_stop(bytes[position]) {
         position += 1;
     }
     position
 }
 
+/// `0x01` in every byte of a word.
+const EVERY_BYTE_ONE: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte of a word.
+const EVERY_HIGH_BIT: u64 = 0x8080_8080_8080_8080;
+
 /// The high bit of each byte of `word` below `limit` (at most 0x80), and
 /// possibly of bytes after the first such byte, which no caller looks at.
 fn bytes_below(word: u64, limit: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGHS
+    word.wrapping_sub(EVERY_BYTE_ONE * u64::from(limit)) & !word & EVERY_HIGH_BIT
 }
 
 /// The high bit of each byte of `word` that equals `byte` (and possibly of
 /// bytes after the first match, which no caller looks at).
 fn bytes_equal_to(word: u64, byte: u8) -> u64 {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let zero_where_equal = word ^ (ONES * u64::from(byte));
-    zero_where_equal.wrapping_sub(ONES) & !zero_where_equal & HIGHS
+    let zero_where_equal = word ^ (EVERY_BYTE_ONE * u64::from(byte));
+    zero_where_equal.wrapping_sub(EVERY_BYTE_ONE) & !zero_where_equal & EVERY_HIGH_BIT
 }
 
 /// What a byte means while counting brackets.

@@ -1,8 +1,8 @@
 //! Prometheus metrics of the admission server: what operators alert on.
 //!
 //! Reviews by policy, mode and result; latency and CPU time per policy; policy failures by
-//! kind; evaluations that grew a policy's memory; reviews in flight; malformed requests by reason; policy (re)loads and
-//! certificate reloads.
+//! kind; evaluations that grew a policy's memory; reviews in flight; malformed requests by
+//! reason; policy (re)loads and certificate reloads.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
