@@ -265,6 +265,97 @@ async fn shutdown_answers_every_accepted_request() {
     );
 }
 
+/// A client that opened its connection before shutdown and sends its first
+/// request after it began had no sign the server was leaving: that request is
+/// answered (`connection: close`), and the connection ends with TLS's
+/// close_notify, not a bare TCP close that reads as a truncated answer.
+/// HTTP/1.1 negotiated by ALPN, and offered by a client that sent no ALPN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_accepted_before_shutdown_has_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let TestServer {
+        server,
+        certs,
+        dir: _dir,
+    } = start().await;
+    let addr = server.addr;
+    let mut connections = Vec::new();
+    for alpn in [&[][..], &[&b"http/1.1"[..]][..]] {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(alpn)));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        connections.push(connector.connect(name, tcp).await.unwrap());
+    }
+    let shutdown = tokio::spawn(server.shutdown());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never stopped accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let body = fixture_body("mutating-create-service-dry-svc.json");
+    for mut connection in connections {
+        let head = format!(
+            "POST /mutate/headless-service HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        connection.write_all(head.as_bytes()).await.unwrap();
+        connection.write_all(&body).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), connection.read_to_end(&mut answer))
+            .await
+            .expect("the server answers and closes within the drain")
+            .expect("the connection ends with close_notify, not a bare TCP close");
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, review) = answer.split_once("\r\n\r\n").expect("a complete HTTP answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(head.to_ascii_lowercase().contains("connection: close"), "{answer}");
+        let review: Value = serde_json::from_str(review).expect("the whole review");
+        assert_eq!(review["response"]["allowed"], true, "{review}");
+    }
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("shutdown ends once the connections have closed")
+        .unwrap();
+}
+
+/// A connection that never sends a request does not hold shutdown up for the
+/// whole drain: five seconds after it was accepted it is closed, with TLS's
+/// close_notify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_after_its_grace() {
+    use tokio::io::AsyncReadExt;
+    let TestServer {
+        server,
+        certs,
+        dir: _dir,
+    } = start().await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(&[b"http/1.1"])));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut idle = connector.connect(name, tcp).await.unwrap();
+    let accepted = std::time::Instant::now();
+    let shutdown = tokio::spawn(server.shutdown());
+    let mut nothing = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), idle.read_to_end(&mut nothing))
+        .await
+        .expect("closed well before the 25 s drain")
+        .expect("closed with close_notify, not a bare TCP close");
+    assert!(nothing.is_empty(), "nothing to answer: {nothing:?}");
+    assert!(
+        accepted.elapsed() >= Duration::from_secs(4),
+        "a new connection gets its grace: closed after {:?}",
+        accepted.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("shutdown ends with the last connection")
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_clients_are_cut_off_without_blocking_others() {
     use tokio::io::AsyncReadExt;

@@ -4,6 +4,7 @@
 
 mod app;
 pub mod cpu;
+mod drain;
 mod listener;
 pub mod metrics;
 pub mod registry;

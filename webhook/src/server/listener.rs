@@ -5,6 +5,14 @@
 //! Connections are tracked for graceful shutdown: on shutdown the loop stops
 //! accepting, every connection finishes the requests it has started (HTTP/1
 //! closes after the response, HTTP/2 sends GOAWAY), and the drain is bounded.
+//!
+//! A TLS connection speaks the protocol its handshake negotiated by ALPN
+//! (`h2`, otherwise HTTP/1.1) and a plain one (health and metrics) HTTP/1.1,
+//! instead of having hyper sniff the first bytes. Besides sparing the
+//! sniffing, this matters at shutdown: hyper drops a connection it is still
+//! sniffing, without TLS's close_notify and without reading the request its
+//! client may already have sent. How a connection that has not sent its
+//! first request yet is shut down is in [`super::drain`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,13 +20,13 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::conn::auto::{Builder, Connection};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use super::drain::{self, Drain, FIRST_REQUEST_GRACE, FirstBytes};
 use super::metrics::Metrics;
 
 /// Connection-level timeouts.
@@ -44,7 +52,7 @@ pub async fn serve(
     metrics: Option<Arc<Metrics>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let drain = Drain::new();
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -57,7 +65,10 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20))
         .max_concurrent_streams(250);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders {
+        http1: builder.clone().http1_only(),
+        http2: builder.http2_only(),
+    });
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     loop {
@@ -76,11 +87,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let open = drain.open();
+        let shutdown = shutdown.clone();
+        let first_request_by = tokio::time::Instant::now() + FIRST_REQUEST_GRACE.min(timeouts.header_read);
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _open = open;
             let count = |reason| {
                 if let Some(metrics) = &metrics {
                     metrics.connection_error(reason);
@@ -90,8 +104,17 @@ pub async fn serve(
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        watcher.watch(connection).await
+                        let builder = builders.negotiated(stream.get_ref().1.alpn_protocol());
+                        let (stream, received) = FirstBytes::new(stream);
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        drain::serve(
+                            connection,
+                            Connection::graceful_shutdown,
+                            &received,
+                            first_request_by,
+                            shutdown,
+                        )
+                        .await
                     }
                     Ok(Err(error)) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -105,8 +128,16 @@ pub async fn serve(
                     }
                 },
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    watcher.watch(connection).await
+                    let (stream, received) = FirstBytes::new(stream);
+                    let connection = builders.http1.serve_connection(TokioIo::new(stream), service);
+                    drain::serve(
+                        connection,
+                        Connection::graceful_shutdown,
+                        &received,
+                        first_request_by,
+                        shutdown,
+                    )
+                    .await
                 }
             };
             if let Err(error) = result {
@@ -119,8 +150,22 @@ pub async fn serve(
 
     drop(listener);
     tracing::debug!(scheme, "stopped accepting; draining connections");
-    if tokio::time::timeout(timeouts.drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(timeouts.drain, drain.closed()).await.is_err() {
         tracing::warn!(scheme, drain = ?timeouts.drain, "connections still open after the drain timeout; closing them");
+    }
+}
+
+/// The connection builders, configured alike, one per protocol.
+struct Builders {
+    http1: Builder<TokioExecutor>,
+    http2: Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// The builder for the protocol a TLS handshake negotiated: HTTP/2 for
+    /// `h2`, HTTP/1.1 otherwise (`http/1.1`, or a client that offered none).
+    fn negotiated(&self, alpn: Option<&[u8]>) -> &Builder<TokioExecutor> {
+        if alpn == Some(b"h2") { &self.http2 } else { &self.http1 }
     }
 }
 
