@@ -1,10 +1,13 @@
 //! Reading an `admission.k8s.io/v1` AdmissionReview on the host.
 //!
-//! The body is validated once, as serde_json reads the envelope; the `request`
-//! member is kept as the text the API server sent, without the whitespace
-//! between its tokens (`wasmhook_rawjson::compact`: strings, numbers and key
-//! order byte for byte), and the policy receives that text without
-//! re-serialization. A pretty-printed review is half indentation; compacted
+//! The body is validated once, in the pass that also compacts and indexes it
+//! (`wasmhook_rawjson::compact_indexed_checked`); serde_json reads what that
+//! pass refuses, so that a malformed review gets serde_json's error, with its
+//! line and column, and whatever serde_json accepts is still accepted. The
+//! `request` member is kept as the text the API server sent, without the
+//! whitespace between its tokens (`wasmhook_rawjson::compact`: strings,
+//! numbers and key order byte for byte), and the policy receives that text
+//! without re-serialization. A pretty-printed review is half indentation; compacted
 //! once here, natively, every later pass — the policy's reads in Wasm, the
 //! copy into its memory, the object it returns, the diff — covers only what
 //! means something. The few header fields the server needs (uid, kind,
@@ -18,7 +21,6 @@ use std::ops::Range;
 use kube::core::GroupVersionKind;
 use kube::core::admission::Operation;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use wasmhook_rawjson::{Compacted, ContainerIndex, RawText};
 
 use crate::engine::RequestText;
@@ -74,7 +76,7 @@ struct Envelope<'a> {
     #[serde(default)]
     kind: Option<String>,
     #[serde(default, borrow)]
-    request: Option<&'a RawValue>,
+    request: Option<RawText<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -128,11 +130,45 @@ pub struct AdmissionInput {
 impl AdmissionInput {
     /// Parses an AdmissionReview body.
     pub fn from_review(body: &[u8]) -> Result<Self, ReviewError> {
+        Self::expect_object(body)?;
+        let checked = std::str::from_utf8(body)
+            .ok()
+            .and_then(wasmhook_rawjson::compact_indexed_checked);
+        if let Some(Compacted { text, containers }) = checked {
+            let envelope = wasmhook_rawjson::with_index(&text, containers.clone(), || {
+                wasmhook_rawjson::from_valid_str::<Envelope<'_>>(&text)
+            });
+            // An envelope serde_json would not read either: its error says why.
+            if let Ok(envelope) = envelope {
+                let request = Self::request_of(envelope)?;
+                let span = wasmhook_rawjson::span_in(&text, request);
+                return Self::from_compacted_request(request.to_owned(), containers.within(span));
+            }
+        }
+        Self::from_review_by_serde_json(body)
+    }
+
+    /// [`Self::from_review`] with serde_json validating the body and reading
+    /// the envelope: for what the one-pass validation refuses.
+    fn from_review_by_serde_json(body: &[u8]) -> Result<Self, ReviewError> {
+        Self::expect_object(body)?;
+        let envelope: Envelope<'_> =
+            serde_json::from_slice(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
+        // Validated with the envelope: read, not validated again.
+        Self::from_valid_request(Self::request_of(envelope)?)
+    }
+
+    /// A review is an object (serde_json would also read a struct from an
+    /// array).
+    fn expect_object(body: &[u8]) -> Result<(), ReviewError> {
         if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ReviewError::NotJson("expected a JSON object".into()));
         }
-        let envelope: Envelope<'_> =
-            serde_json::from_slice(body).map_err(|error| ReviewError::NotJson(error.to_string()))?;
+        Ok(())
+    }
+
+    /// The request of an AdmissionReview v1.
+    fn request_of(envelope: Envelope<'_>) -> Result<&str, ReviewError> {
         if envelope.api_version.as_deref() != Some(API_VERSION) {
             return Err(ReviewError::WrongApiVersion {
                 found: envelope.api_version,
@@ -141,12 +177,11 @@ impl AdmissionInput {
         if envelope.kind.as_deref() != Some(KIND) {
             return Err(ReviewError::WrongKind { found: envelope.kind });
         }
-        let request = envelope
+        envelope
             .request
-            .filter(|raw| raw.get() != "null")
-            .ok_or(ReviewError::MissingRequest)?;
-        // Validated with the envelope: read, not validated again.
-        Self::from_valid_request(request.get())
+            .map(|RawText(request)| request)
+            .filter(|request| *request != "null")
+            .ok_or(ReviewError::MissingRequest)
     }
 
     /// Reads (and validates) the `request` member of a review, given as JSON.
@@ -163,7 +198,12 @@ impl AdmissionInput {
     /// not scanned.
     fn from_valid_request(request_json: &str) -> Result<Self, ReviewError> {
         let Compacted { text, containers } = wasmhook_rawjson::compact_indexed(request_json);
-        let compacted = text.into_owned();
+        Self::from_compacted_request(text.into_owned(), containers)
+    }
+
+    /// The input of a validated, compacted request and the index of its
+    /// containers.
+    fn from_compacted_request(compacted: String, containers: ContainerIndex) -> Result<Self, ReviewError> {
         let header = wasmhook_rawjson::with_index(&compacted, containers.clone(), || {
             wasmhook_rawjson::from_valid_str(&compacted)
         });
@@ -334,6 +374,80 @@ mod tests {
         let from_request = AdmissionInput::from_request(REQUEST.to_owned()).unwrap();
         let from_review = AdmissionInput::from_review(review(REQUEST).as_bytes()).unwrap();
         assert_eq!(format!("{from_request:?}"), format!("{from_review:?}"));
+    }
+
+    /// The reviews recorded from kube-apiserver.
+    fn recorded_reviews() -> Vec<Vec<u8>> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/admission-reviews");
+        let mut reviews: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+            .map(|path| std::fs::read(path).unwrap())
+            .collect();
+        reviews.sort();
+        assert!(
+            reviews.len() >= 20,
+            "only {} recorded reviews in {}",
+            reviews.len(),
+            dir.display()
+        );
+        reviews
+    }
+
+    #[test]
+    fn the_one_pass_read_gives_what_serde_json_gives_valid_or_not() {
+        let read = |body: &[u8]| format!("{:?}", AdmissionInput::from_review(body));
+        let by_serde_json = |body: &[u8]| format!("{:?}", AdmissionInput::from_review_by_serde_json(body));
+        let mut variants = 0;
+        for body in recorded_reviews() {
+            let input = AdmissionInput::from_review(&body).unwrap();
+            assert_eq!(
+                Some(&input.containers),
+                ContainerIndex::of(input.request_json()).as_ref(),
+                "the request's index is the one of its own text"
+            );
+            assert_eq!(read(&body), by_serde_json(&body));
+            // Damaged at every 7th byte: a byte removed, or one that changes
+            // JSON's structure (or a review's meaning) put in its place.
+            for (at, byte) in (0..body.len()).step_by(7).zip(br#"{}[]",:\ 0e-.tn"x"#.iter().cycle()) {
+                let mut removed = body.clone();
+                removed.remove(at);
+                let mut replaced = body.clone();
+                replaced[at] = *byte;
+                for damaged in [removed, replaced] {
+                    assert_eq!(
+                        read(&damaged),
+                        by_serde_json(&damaged),
+                        "{}",
+                        String::from_utf8_lossy(&damaged)
+                    );
+                    variants += 1;
+                }
+            }
+        }
+        assert!(variants > 5000, "{variants} variants");
+    }
+
+    #[test]
+    fn what_the_one_pass_read_refuses_serde_json_reads() {
+        // Invalid UTF-8 in a string of a member the envelope does not read,
+        // and nesting deeper than the one-pass validation follows: serde_json
+        // accepts both, and so does the server.
+        let mut body = review(REQUEST).into_bytes();
+        body.splice(1..1, *b"\"note\":\"\xff\",");
+        let input = AdmissionInput::from_review(&body).unwrap();
+        assert_eq!(input.uid(), "u1");
+        let deep = format!(
+            "{}{}",
+            "[".repeat(wasmhook_rawjson::MAX_DEPTH + 1),
+            "]".repeat(wasmhook_rawjson::MAX_DEPTH + 1)
+        );
+        let body = review(&REQUEST.replace(r#""userInfo":{}"#, &format!(r#""userInfo":{{"extra":{deep}}}"#)));
+        assert!(wasmhook_rawjson::compact_indexed_checked(&body).is_none());
+        let input = AdmissionInput::from_review(body.as_bytes()).unwrap();
+        assert_eq!(input.uid(), "u1");
+        assert!(input.request_json().contains(&deep));
     }
 
     #[test]

@@ -65,6 +65,21 @@ impl ContainerIndex {
         (self.starts, self.ends)
     }
 
+    /// The index of the part `span` of the indexed text: the containers
+    /// that start inside it, with offsets from its start. For a `span` that
+    /// is a whole value of the text (a member's value, say), that is the
+    /// index [`ContainerIndex::of`] makes of the value on its own.
+    pub fn within(&self, span: std::ops::Range<usize>) -> Self {
+        let offset = |at: usize| u32::try_from(at).unwrap_or(u32::MAX);
+        let (from, to) = (offset(span.start), offset(span.end));
+        let first = self.starts.partition_point(|&start| start < from);
+        let last = first + self.starts[first..].partition_point(|&start| start < to);
+        Self {
+            starts: self.starts[first..last].iter().map(|start| start - from).collect(),
+            ends: self.ends[first..last].iter().map(|end| end - from).collect(),
+        }
+    }
+
     /// How many containers are recorded.
     pub fn len(&self) -> usize {
         self.starts.len()

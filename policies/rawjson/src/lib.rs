@@ -19,7 +19,9 @@
 //!   instead of scanning them (the server indexes the request it hands a
 //!   policy).
 //! - [`compact`] removes the whitespace between tokens of valid JSON, so a
-//!   pretty-printed review is read, copied and diffed at half its size.
+//!   pretty-printed review is read, copied and diffed at half its size;
+//!   [`compact_indexed_checked`] validates, compacts and indexes in one pass
+//!   (the server's first read of a review).
 //! - [`diff`] computes the JSON Patch between two documents, descending only
 //!   into the parts whose bytes differ. Its patch is exactly the one
 //!   `json_patch::diff` computes on the parsed documents (tested, and fuzzed).
@@ -38,12 +40,14 @@ use std::ops::Range;
 use serde::de::{self, Visitor};
 use serde_json::value::RawValue;
 
+mod checked;
 mod compact;
 mod diff;
 mod index;
 mod scan;
 mod valid;
 
+pub use checked::{MAX_DEPTH, compact_indexed_checked};
 pub use compact::{Compacted, compact, compact_indexed};
 pub use diff::diff;
 pub use index::{ContainerIndex, MIN_INDEXED_LENGTH, with_index};

@@ -407,7 +407,7 @@ fn skip_plain_string_bytes(bytes: &[u8], position: usize) -> usize {
 /// the byte there is its closing quote. Keys are read in every pass, and
 /// checking them in a second, byte-at-a-time loop was a third of the time
 /// spent on them.
-fn skip_plain_key_bytes(bytes: &[u8], position: usize) -> usize {
+pub(crate) fn skip_plain_key_bytes(bytes: &[u8], position: usize) -> usize {
     skip_to_stop(
         bytes,
         position,

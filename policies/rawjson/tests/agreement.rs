@@ -1,12 +1,15 @@
 //! The scanner, the streaming deserializer and `compact` against serde_json, on many
 //! damaged variants of recorded Kubernetes objects: on any input they return
 //! (never panic, never loop), and on every input serde_json accepts they read
-//! exactly what serde_json reads.
+//! exactly what serde_json reads. The validating compaction accepts exactly
+//! what serde_json accepts.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use wasmhook_rawjson::{ContainerIndex, compact, elements, from_valid_str, members, with_index};
+use wasmhook_rawjson::{
+    ContainerIndex, compact, compact_indexed_checked, elements, from_valid_str, members, with_index,
+};
 
 const DOCUMENTS: [&str; 3] = [
     include_str!("../../../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"),
@@ -64,6 +67,7 @@ fn damaged_documents_never_panic_and_valid_ones_read_as_serde_json_reads_them() 
         let fast = from_valid_str::<Value>(&text);
         let compacted = compact(&text);
         assert_indexed_reads_are_the_scanned_ones(&text);
+        assert_checked_as_serde_json_checks(&text);
         if let Ok(expected) = serde_json::from_str::<Value>(&text) {
             still_valid += 1;
             let found = fast.unwrap_or_else(|error| panic!("{error}: serde_json reads {text}"));
@@ -96,9 +100,24 @@ fn damaged_documents_never_panic_and_valid_ones_read_as_serde_json_reads_them() 
     );
 }
 
+/// `compact_indexed_checked` accepts exactly what serde_json accepts (these
+/// documents are nowhere near its depth limit), and compacts and indexes it
+/// as `compact_indexed` does.
+fn assert_checked_as_serde_json_checks(text: &str) {
+    let checked = compact_indexed_checked(text);
+    let serde_json_accepts = serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+    assert_eq!(checked.is_some(), serde_json_accepts, "{text}");
+    if let Some(checked) = checked {
+        let compacted = wasmhook_rawjson::compact_indexed(text);
+        assert_eq!(checked.text, compacted.text, "{text}");
+        assert_eq!(checked.containers, compacted.containers, "{text}");
+    }
+}
+
 #[test]
 fn undamaged_documents_read_as_serde_json_reads_them() {
     for document in DOCUMENTS {
+        assert_checked_as_serde_json_checks(document);
         let expected: Value = serde_json::from_str(document).unwrap();
         assert_eq!(from_valid_str::<Value>(document).unwrap(), expected);
         assert_indexed_reads_are_the_scanned_ones(document);
