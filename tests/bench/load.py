@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -169,10 +170,28 @@ def cargo_build(release: bool) -> Build:
     return Build(executables["wasmhook"], executables["wasmhook-baseline"], misbehaving)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(taken: set[int] = frozenset()) -> int:
+    """A free loopback port below the kernel's ephemeral range.
+
+    A port found by binding port 0 lies inside that range, from which every
+    outgoing connection (wrk's, this script's) takes its local port: one can
+    take it between the probe and the server's bind, and the server fails
+    with "Address already in use" (seen once in CI). Below the range only
+    listeners use ports, and the probe sees those.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = [port for port in range(max(1024, low - 8192), low) if port not in taken]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise BenchError(f"no free loopback port below {low}")
 
 
 def policy_set(path: Path, policies: list[str]) -> Path:
@@ -224,7 +243,7 @@ class Server:
     def __init__(self, label: str, binary: Path, baseline: bool, work: Path, config: Path, cache: Path):
         self.label = label
         self.port = free_port()
-        self.health_port = free_port()
+        self.health_port = free_port({self.port})
         self.state = work / "state"
         self.log = work / f"{label}-{self.port}.log"
         command = [str(binary)] + ([] if baseline else ["serve"])
