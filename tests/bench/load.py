@@ -55,9 +55,28 @@ REVIEWS = FIXTURES / "admission-reviews"
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 
 # The peer's figures and our targets (issue #6), restated in the report.
+# The peer answers ~4,400 reviews/s on a small review the issue does not
+# describe (service-small, a 1.6 KB Service review with only what the API
+# server sets, is our stand-in for it) and ~2,550 on a recorded 2.7 KB Service
+# review (service-recorded is one; service-mutate is one of the same kind and
+# size that the policy patches). service-mutate is held to both: to the
+# same-size figure, and to the small-review one, the stricter bar earlier
+# reports used.
+
+
+@dataclass(frozen=True)
+class PeerFigure:
+    reviews_per_s: int
+    cpu_us: int
+    review: str
+
+
+PEER_SMALL = PeerFigure(4400, 300, "on its small review")
+PEER_RECORDED = PeerFigure(2550, 520, "on a recorded 2.7 KB Service review")
 PEER = {
-    "service-mutate": {"reviews_per_s": 4400, "cpu_us": 300},
-    "service-recorded": {"reviews_per_s": 2550, "cpu_us": 520},
+    "service-small": [PEER_SMALL],
+    "service-mutate": [PEER_RECORDED, PEER_SMALL],
+    "service-recorded": [PEER_RECORDED],
 }
 TARGET_SPEEDUP_OVER_PEER = 5
 TARGET_WASM_PATH_CPU_US = 50
@@ -77,6 +96,12 @@ WORKLOADS = [
         "headless-service",
         "crafted-mutating-create-service-db-headless.json",
         "2.9 KB Service review that the policy patches (2 operations)",
+    ),
+    Workload(
+        "service-small",
+        "headless-service",
+        "crafted-mutating-create-service-api-headless.json",
+        "1.6 KB Service review with no managedFields or annotations, patched (2 operations)",
     ),
     Workload(
         "service-recorded",
@@ -608,15 +633,16 @@ def load_report(load: dict, options: Options) -> list[str]:
                 f"{med(o.cpu_us_per_review for o in ours):.0f} | {med(b.cpu_us_per_review for b in base):.0f} | {difference:.0f} | "
                 f"{measured_wasm_path(ours)} |"
             )
-        peer = PEER.get(workload.name)
-        if peer and 16 in options.connections:
+        if 16 in options.connections:
             ours16 = med(o.reviews_per_s for o in results[("wasmhook", workload.name, 16)])
-            lines += [
-                "",
-                f"Target at 16 connections: ≥ {TARGET_SPEEDUP_OVER_PEER}× the peer's {peer['reviews_per_s']:,} reviews/s "
-                f"= {TARGET_SPEEDUP_OVER_PEER * peer['reviews_per_s']:,}; measured {ours16:,.0f} "
-                f"({ours16 / peer['reviews_per_s']:.1f}× the peer). The peer spends ~{peer['cpu_us']} µs of CPU per review.",
-            ]
+            for peer in PEER.get(workload.name, []):
+                target = TARGET_SPEEDUP_OVER_PEER * peer.reviews_per_s
+                lines += [
+                    "",
+                    f"Target at 16 connections: ≥ {TARGET_SPEEDUP_OVER_PEER}× the peer's {peer.reviews_per_s:,} reviews/s "
+                    f"{peer.review} = {target:,}; measured {ours16:,.0f} ({ours16 / peer.reviews_per_s:.1f}× the peer: "
+                    f"{'met' if ours16 >= target else 'not met'}). The peer spends ~{peer.cpu_us} µs of CPU per review.",
+                ]
         lines.append("")
     rss = load["peak_rss"]
     lines += [
