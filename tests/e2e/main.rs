@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+// The soak's port picker (a file of the test-support crate, which this crate
+// cannot depend on).
+#[path = "../support/ports.rs"]
+mod ports;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_wasmhook");
 
 /// Starts `wasmhook serve` with `args`, on loopback ports chosen by the OS.
@@ -181,22 +186,13 @@ fn sighup_reloads_the_policy_set() {
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
 
-/// A free loopback port (bound by the OS, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn sigterm_the_moment_the_server_is_reachable_still_shuts_it_down_gracefully() {
     // The load benchmark found it: signal handlers installed after binding
     // left a window in which SIGTERM killed the server (default action).
     for _ in 0..5 {
         let state = tempfile::tempdir().unwrap();
-        let health = format!("127.0.0.1:{}", free_port());
+        let health = ports::free_loopback_addr().unwrap().to_string();
         let mut child = Command::new(BINARY)
             .args([
                 "serve",

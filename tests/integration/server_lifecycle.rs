@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::{TestServer, fixture_body, misbehaving_wasm, post_review};
+use crate::harness::{TestCerts, TestServer, fixture_body, misbehaving_wasm, post_review};
 
 const POLICY_SET: &str = r#"
 apiVersion: wasmhook.dev/v1alpha1
@@ -39,6 +39,19 @@ policies:
 
 async fn start() -> TestServer {
     TestServer::start(POLICY_SET, &[("custom.wasm", &misbehaving_wasm())], |_| {}).await
+}
+
+/// A TLS connection to the server at `addr` (as `localhost`, trusting the
+/// test CA), offering `alpn`.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    certs: &TestCerts,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(alpn)));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
 }
 
 /// Sends valid reviews on `client` until `stop`, counting answers and failures.
@@ -281,10 +294,7 @@ async fn a_connection_accepted_before_shutdown_has_its_first_request_answered() 
     let addr = server.addr;
     let mut connections = Vec::new();
     for alpn in [&[][..], &[&b"http/1.1"[..]][..]] {
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(alpn)));
-        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        connections.push(connector.connect(name, tcp).await.unwrap());
+        connections.push(tls_connect(addr, &certs, alpn).await);
     }
     let shutdown = tokio::spawn(server.shutdown());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -333,10 +343,7 @@ async fn a_connection_that_sends_nothing_is_closed_after_its_grace() {
         certs,
         dir: _dir,
     } = start().await;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(certs.client_config(&[b"http/1.1"])));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut idle = connector.connect(name, tcp).await.unwrap();
+    let mut idle = tls_connect(server.addr, &certs, &[b"http/1.1"]).await;
     let accepted = std::time::Instant::now();
     let shutdown = tokio::spawn(server.shutdown());
     let mut nothing = Vec::new();

@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod fuzz;
+pub mod ports;
 
 use std::fs;
 use std::path::{Path, PathBuf};

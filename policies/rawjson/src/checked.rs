@@ -15,10 +15,7 @@
 //! column) asks serde_json for it, and a caller that must accept whatever
 //! serde_json accepts falls back to serde_json.
 
-use std::borrow::Cow;
-
-use crate::compact::Compacted;
-use crate::index::{ContainerIndex, MIN_INDEXED_LENGTH};
+use crate::compact::{Compacted, Compactor};
 use crate::scan::{is_whitespace, skip_plain_key_bytes};
 
 /// The deepest nesting of objects and arrays accepted: serde_json's limit
@@ -32,25 +29,18 @@ pub const MAX_DEPTH: usize = 128;
 pub fn compact_indexed_checked(json: &str) -> Option<Compacted<'_>> {
     let mut pass = Pass::new(json)?;
     pass.document()?;
-    Some(pass.finish(json))
+    Some(pass.finish())
 }
 
 /// The state of one pass over a document.
 struct Pass<'a> {
     bytes: &'a [u8],
     position: usize,
-    /// The copy without whitespace, made from the first whitespace on.
-    compacted: Option<Vec<u8>>,
-    /// Where the bytes not yet copied start.
-    run_start: usize,
-    /// Whitespace removed before `position`: its offset in the output is
-    /// `position - removed`.
-    removed: usize,
+    /// The copy without whitespace, offsets in it and the long containers.
+    compactor: Compactor<'a>,
     /// The open containers: their offsets in the output, and the bracket
     /// that closes each.
     open: Vec<(u32, u8)>,
-    /// Containers of at least [`MIN_INDEXED_LENGTH`] bytes, as they close.
-    long: Vec<(u32, u32)>,
 }
 
 impl<'a> Pass<'a> {
@@ -60,11 +50,8 @@ impl<'a> Pass<'a> {
         Some(Self {
             bytes: json.as_bytes(),
             position: 0,
-            compacted: None,
-            run_start: 0,
-            removed: 0,
+            compactor: Compactor::new(json),
             open: Vec::with_capacity(32),
-            long: Vec::with_capacity(32),
         })
     }
 
@@ -77,31 +64,8 @@ impl<'a> Pass<'a> {
     #[inline(always)]
     fn skip_whitespace(&mut self) {
         if self.peek().is_some_and(is_whitespace) {
-            self.remove_whitespace();
+            self.position = self.compactor.remove_whitespace(self.position);
         }
-    }
-
-    /// Steps over the whitespace at `position`: copies what came before it
-    /// and goes on after it. Indentation is runs of spaces, passed eight at a
-    /// time.
-    fn remove_whitespace(&mut self) {
-        let run = self.position;
-        self.compacted
-            .get_or_insert_with(|| Vec::with_capacity(self.bytes.len()))
-            .extend_from_slice(&self.bytes[self.run_start..run]);
-        self.position += 1;
-        while self
-            .bytes
-            .get(self.position..self.position + 8)
-            .is_some_and(|eight| eight == b"        ")
-        {
-            self.position += 8;
-        }
-        while self.peek().is_some_and(is_whitespace) {
-            self.position += 1;
-        }
-        self.removed += self.position - run;
-        self.run_start = self.position;
     }
 
     /// One value and the whitespace around it, to the end of the text.
@@ -177,7 +141,7 @@ impl<'a> Pass<'a> {
         if self.open.len() == MAX_DEPTH {
             return None;
         }
-        self.open.push(((self.position - self.removed) as u32, closing));
+        self.open.push((self.compactor.output_offset(self.position), closing));
         self.position += 1;
         Some(())
     }
@@ -185,10 +149,7 @@ impl<'a> Pass<'a> {
     fn close(&mut self) {
         let (start, _) = self.open.pop().expect("called with a container open");
         self.position += 1;
-        let end = (self.position - self.removed) as u32;
-        if end - start >= MIN_INDEXED_LENGTH {
-            self.long.push((start, end));
-        }
+        self.compactor.closed(start, self.position);
     }
 
     /// A string: no control character, only JSON's escapes.
@@ -265,20 +226,9 @@ impl<'a> Pass<'a> {
         Some(())
     }
 
-    fn finish(mut self, json: &'a str) -> Compacted<'a> {
-        let text = match self.compacted.take() {
-            None => Cow::Borrowed(json),
-            Some(mut compacted) => {
-                compacted.extend_from_slice(&self.bytes[self.run_start..]);
-                Cow::Owned(String::from_utf8(compacted).expect("removing ASCII whitespace between tokens keeps UTF-8"))
-            }
-        };
-        self.long.sort_unstable();
-        let (starts, ends) = self.long.into_iter().unzip();
-        Compacted {
-            text,
-            containers: ContainerIndex::from_parts(starts, ends),
-        }
+    fn finish(self) -> Compacted<'a> {
+        let (text, containers) = self.compactor.finish();
+        Compacted { text, containers }
     }
 }
 
@@ -383,15 +333,8 @@ mod tests {
 
     #[test]
     fn recorded_reviews_are_accepted_and_compacted_as_compact_indexed_compacts_them() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/admission-reviews");
-        let mut checked = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|extension| extension == "json") {
-                accepted(&std::fs::read_to_string(&path).unwrap());
-                checked += 1;
-            }
+        for (_, review) in crate::recorded::reviews() {
+            accepted(&review);
         }
-        assert!(checked >= 20, "only {checked} recorded reviews in {}", dir.display());
     }
 }

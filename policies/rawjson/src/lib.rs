@@ -134,6 +134,33 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
+/// The project's recorded and crafted reviews, for this crate's tests.
+#[cfg(test)]
+mod recorded {
+    use std::path::PathBuf;
+
+    /// Every review in `tests/fixtures/admission-reviews`, with its path;
+    /// panics if the directory holds fewer than 20 (it was not found whole).
+    pub(crate) fn reviews() -> Vec<(PathBuf, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/admission-reviews");
+        let mut reviews = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|extension| extension == "json") {
+                let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+                reviews.push((path, text));
+            }
+        }
+        assert!(
+            reviews.len() >= 20,
+            "only {} recorded reviews in {}",
+            reviews.len(),
+            dir.display()
+        );
+        reviews
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::{Builder, Connection};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -105,16 +106,7 @@ pub async fn serve(
                 Some(acceptor) => match tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
                         let builder = builders.negotiated(stream.get_ref().1.alpn_protocol());
-                        let (stream, received) = FirstBytes::new(stream);
-                        let connection = builder.serve_connection(TokioIo::new(stream), service);
-                        drain::serve(
-                            connection,
-                            Connection::graceful_shutdown,
-                            &received,
-                            first_request_by,
-                            shutdown,
-                        )
-                        .await
+                        serve_connection(builder, stream, service, first_request_by, shutdown).await
                     }
                     Ok(Err(error)) => {
                         tracing::debug!(%peer, %error, "TLS handshake failed");
@@ -127,18 +119,7 @@ pub async fn serve(
                         return;
                     }
                 },
-                None => {
-                    let (stream, received) = FirstBytes::new(stream);
-                    let connection = builders.http1.serve_connection(TokioIo::new(stream), service);
-                    drain::serve(
-                        connection,
-                        Connection::graceful_shutdown,
-                        &received,
-                        first_request_by,
-                        shutdown,
-                    )
-                    .await
-                }
+                None => serve_connection(&builders.http1, stream, service, first_request_by, shutdown).await,
             };
             if let Err(error) = result {
                 let reason = connection_error_reason(&*error);
@@ -153,6 +134,34 @@ pub async fn serve(
     if tokio::time::timeout(timeouts.drain, drain.closed()).await.is_err() {
         tracing::warn!(scheme, drain = ?timeouts.drain, "connections still open after the drain timeout; closing them");
     }
+}
+
+/// The service every connection runs: the app, as hyper calls it.
+type AppService = TowerToHyperService<Router>;
+
+/// Serves one accepted (and, for TLS, handshaken) connection with `builder`'s
+/// protocol until it ends, shutting it down gracefully once `shutdown` turns
+/// true (see [`drain::serve`] for a connection that has received nothing yet).
+async fn serve_connection<S>(
+    builder: &Builder<TokioExecutor>,
+    stream: S,
+    service: AppService,
+    first_request_by: tokio::time::Instant,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (stream, received) = FirstBytes::new(stream);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    drain::serve(
+        connection,
+        Connection::graceful_shutdown,
+        &received,
+        first_request_by,
+        shutdown,
+    )
+    .await
 }
 
 /// The connection builders, configured alike, one per protocol.
