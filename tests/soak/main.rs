@@ -80,6 +80,12 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 /// The review the misbehaving policies and the malformed requests use.
 const SERVICE_REVIEW: &str = "crafted-mutating-create-service-db-headless.json";
 
+/// How many slow reviews (the spinner's) are in flight when SIGTERM arrives.
+const SLOW_REVIEWS_AT_SIGTERM: usize = 8;
+/// The spinner's timeout in the shutdown phase: the slow reviews must still
+/// be running when the signal arrives, and the drain waits for them.
+const SHUTDOWN_SPINNER_TIMEOUT: &str = "3s";
+
 /// The misbehaving policies in the soak's policy set, and their answers.
 fn misbehaving() -> Vec<Misbehaving> {
     vec![
@@ -351,7 +357,7 @@ async fn soak(args: &Args) -> Result<Report, String> {
         format!("pid {pid} ran throughout"),
     ));
 
-    let shutdown = shutdown_under_load(&target, &mut server, cases.clone()).await;
+    let shutdown = shutdown_under_load(&target, &mut server, work.path(), cases.clone()).await;
     checks.push(Check::new(
         "SIGTERM under load: every request in flight answered",
         shutdown.in_flight_answered == shutdown.in_flight && shutdown.problems.is_empty(),
@@ -398,7 +404,6 @@ async fn inject(
     module: &[u8],
     counts: &mut FaultCounts,
 ) -> Result<(), String> {
-    let reload = |server: &ServerProcess| -> Result<(), String> { server.signal("HUP") };
     match fault {
         Fault::RotateCertificate => {
             let leaf = certs.rotate();
@@ -416,34 +421,14 @@ async fn inject(
         }
         Fault::Reload(timeout) => {
             std::fs::write(work.join("policies.yaml"), policy_set(timeout)).map_err(|error| error.to_string())?;
-            let before = server
-                .metrics()?
-                .sum("wasmhook_config_reloads_total", &[("result", "success")]);
-            reload(server)?;
-            wait_for_metric(
-                server,
-                "wasmhook_config_reloads_total",
-                ("result", "success"),
-                before + 1,
-            )
-            .await?;
+            reload(server, "success").await?;
             counts.good_reloads += 1;
             Ok(())
         }
         Fault::BreakModule => {
             std::fs::write(work.join("reloaded.wasm"), b"\0asm this is not a component")
                 .map_err(|error| error.to_string())?;
-            let before = server
-                .metrics()?
-                .sum("wasmhook_config_reloads_total", &[("result", "failure")]);
-            reload(server)?;
-            wait_for_metric(
-                server,
-                "wasmhook_config_reloads_total",
-                ("result", "failure"),
-                before + 1,
-            )
-            .await?;
+            reload(server, "failure").await?;
             counts.broken_reloads += 1;
             let (status, body) = server.readiness()?;
             if status != 200 || !body.contains("reloaded") {
@@ -455,35 +440,46 @@ async fn inject(
         }
         Fault::RestoreModule => {
             std::fs::write(work.join("reloaded.wasm"), module).map_err(|error| error.to_string())?;
-            let before = server
-                .metrics()?
-                .sum("wasmhook_config_reloads_total", &[("result", "success")]);
-            reload(server)?;
-            wait_for_metric(
-                server,
-                "wasmhook_config_reloads_total",
-                ("result", "success"),
-                before + 1,
-            )
-            .await?;
+            reload(server, "success").await?;
             counts.good_reloads += 1;
             Ok(())
         }
     }
 }
 
-async fn wait_for_metric(server: &ServerProcess, name: &str, label: (&str, &str), at_least: u64) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Reloads the policy set by SIGHUP and waits until the server counts the
+/// reload with `result` (`success` or `failure`).
+async fn reload(server: &ServerProcess, result: &str) -> Result<(), String> {
+    let label = [("result", result)];
+    let before = server.metrics()?.sum("wasmhook_config_reloads_total", &label);
+    server.signal("HUP")?;
+    wait_for_metric(
+        server,
+        "wasmhook_config_reloads_total",
+        &label,
+        before + 1,
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// Waits until the sum of metric `name`'s samples with `labels` reaches
+/// `at_least`, for at most `within`.
+async fn wait_for_metric(
+    server: &ServerProcess,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: u64,
+    within: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if server.metrics()?.sum(name, &[label]) >= at_least {
+        if server.metrics()?.sum(name, labels) >= at_least {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Err(format!(
-        "{name}{{{}={:?}}} did not reach {at_least} within 60 s",
-        label.0, label.1
-    ))
+    Err(format!("{name}{labels:?} did not reach {at_least} within {within:?}"))
 }
 
 /// One pass/fail criterion.
@@ -684,10 +680,22 @@ fn refused_cleanly(error: &str) -> bool {
 async fn shutdown_under_load(
     target: &Target,
     server: &mut ServerProcess,
+    work: &Path,
     cases: Arc<Vec<wasmhook_tests::Case>>,
 ) -> Shutdown {
+    let mut problems = Vec::new();
+    // The slow reviews must still be running when the signal arrives: the
+    // spinner is given long enough to be caught in flight on a loaded machine.
+    let slow = std::fs::write(work.join("policies.yaml"), policy_set(SHUTDOWN_SPINNER_TIMEOUT))
+        .map_err(|error| error.to_string());
+    if let Err(error) = match slow {
+        Ok(()) => reload(server, "success").await,
+        Err(error) => Err(error),
+    } {
+        problems.push(format!("giving the spinner a longer timeout: {error}"));
+    }
     let spinner = Arc::new(misbehaving().into_iter().next().expect("the spinner"));
-    let in_flight: Vec<_> = (0..8)
+    let in_flight: Vec<_> = (0..SLOW_REVIEWS_AT_SIGTERM)
         .map(|_| {
             let (target, spinner) = (target.clone(), spinner.clone());
             tokio::spawn(async move {
@@ -702,6 +710,19 @@ async fn shutdown_under_load(
             })
         })
         .collect();
+    // Nothing else is being sent yet: the server's in-flight count is the
+    // slow reviews'. Once it shows all of them, they are being evaluated.
+    if let Err(error) = wait_for_metric(
+        server,
+        "wasmhook_reviews_in_flight",
+        &[],
+        SLOW_REVIEWS_AT_SIGTERM as u64,
+        Duration::from_secs(1),
+    )
+    .await
+    {
+        problems.push(format!("the slow reviews never were all in flight: {error}"));
+    }
     let signalled = Arc::new(AtomicBool::new(false));
     let streams: Vec<_> = (0..2)
         .map(|offset| {
@@ -744,10 +765,9 @@ async fn shutdown_under_load(
             })
         })
         .collect();
-    // Let the slow reviews reach the policy, then stop the server.
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // Let the valid streams get going, then stop the server.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let signal_sent = Instant::now();
-    let mut problems = Vec::new();
     if let Err(error) = server.signal("TERM") {
         problems.push(error);
     }

@@ -4,10 +4,12 @@
 //! to stop).
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use wasmhook_tests::ports::free_loopback_addr;
 
 /// Everything the server is started with.
 pub struct ServerSetup {
@@ -41,8 +43,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts the server and waits until `/readyz` answers 200.
     pub fn start(setup: &ServerSetup) -> Result<Self, String> {
-        let addr = free_loopback_port()?;
-        let health_addr = free_loopback_port()?;
+        let addr = free_loopback_addr()?;
+        let health_addr = free_loopback_addr()?;
         let log = std::fs::File::create(&setup.log).map_err(|error| format!("{}: {error}", setup.log.display()))?;
         let timeout = wasmhook::duration::format(setup.client_timeout);
         let child = Command::new(&setup.binary)
@@ -235,12 +237,6 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
             ))
         })
         .collect()
-}
-
-/// A loopback address with a port nobody listens on (the OS picks it).
-fn free_loopback_port() -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("cannot bind loopback: {error}"))?;
-    listener.local_addr().map_err(|error| error.to_string())
 }
 
 /// A plain HTTP/1.0 GET; the health port speaks plain HTTP.
