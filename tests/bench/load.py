@@ -594,15 +594,21 @@ def languages_scenario(options: Options) -> dict:
 
 
 def machine() -> list[str]:
-    model = "unknown"
+    """The machine, as /proc reports it: virtual machines often give a generic
+    model name, so family, model, stepping and clock say which one it was."""
+    cpu: dict[str, str] = {}
     for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
+        key, _, value = line.partition(":")
+        cpu.setdefault(key.strip(), value.strip())
+    memory = "unknown memory"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = f"{int(line.split()[1]) / (1 << 20):.0f} GiB"
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     return [
-        f"- CPU: {os.cpu_count()} × {model}",
+        f"- CPU: {os.cpu_count()} × {cpu.get('model name', 'unknown')} (family {cpu.get('cpu family', '?')}, "
+        f"model {cpu.get('model', '?')}, stepping {cpu.get('stepping', '?')}, {cpu.get('cpu MHz', '?')} MHz); {memory}",
         f"- Kernel: {platform.release()}; {rustc}; {wrk_version}",
     ]
 
