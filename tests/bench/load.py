@@ -219,6 +219,14 @@ def free_port(taken: set[int] = frozenset()) -> int:
     raise BenchError(f"no free loopback port below {low}")
 
 
+def proc_kib(path: Path, field_name: str) -> int:
+    """A `Name:   1234 kB` field of a /proc file such as status or meminfo."""
+    for line in path.read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise BenchError(f"{path} has no {field_name}")
+
+
 def policy_set(path: Path, policies: list[str]) -> Path:
     path.write_text("apiVersion: wasmhook.dev/v1alpha1\nkind: PolicySet\npolicies:\n" + "".join(policies))
     return path
@@ -327,10 +335,7 @@ class Server:
 
     def memory_kib(self, field_name: str) -> int:
         assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-        raise BenchError(f"/proc/{self.process.pid}/status has no {field_name}")
+        return proc_kib(Path(f"/proc/{self.process.pid}/status"), field_name)
 
     def policy_cpu(self, policy: str) -> tuple[float, int]:
         """(seconds, reviews) of `wasmhook_policy_cpu_seconds` for `policy` so far."""
@@ -600,10 +605,7 @@ def machine() -> list[str]:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         key, _, value = line.partition(":")
         cpu.setdefault(key.strip(), value.strip())
-    memory = "unknown memory"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) / (1 << 20):.0f} GiB"
+    memory = f"{proc_kib(Path('/proc/meminfo'), 'MemTotal') / (1 << 20):.0f} GiB"
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     return [
