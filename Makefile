@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build examples test soak fuzz bench lint fmt clippy doc run clean
+.PHONY: all setup build examples test e2e kube-tier soak fuzz bench lint fmt clippy doc run clean
 
 all: build
 
@@ -22,13 +22,35 @@ examples:
 	python3 policies/examples/build.py
 
 ## test: every unit, integration and end-to-end test, every benchmark once (no
-## timing), the policies' own test suites (wasmhook test), and a 20-second soak
+## timing), the policies' own test suites (wasmhook test), a 20-second soak, and
+## the tier against a real kube-apiserver where its binaries are found
 test: setup examples
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
 	$(CARGO) run --quiet --bin wasmhook -- test policies
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration 20s
+	@$(MAKE) --no-print-directory kube-tier
+
+# The real API server's binaries (tests/support/kube.rs): KUBE_APISERVER and ETCD,
+# else found on PATH.
+KUBE_APISERVER ?= $(shell command -v kube-apiserver 2>/dev/null)
+ETCD ?= $(shell command -v etcd 2>/dev/null)
+KUBE_TIER_HOW := set KUBE_APISERVER and ETCD (or put kube-apiserver and etcd on PATH): etcd from \
+	Debian's etcd-server package, kube-apiserver v1.28 built from the Kubernetes sources (../shared/NOTES-k8s.md)
+
+## e2e: the tests against a real kube-apiserver v1.28 and etcd on loopback (tests/kube)
+e2e: setup
+	@if [ -z "$(KUBE_APISERVER)" ] || [ -z "$(ETCD)" ]; then echo "make e2e: $(KUBE_TIER_HOW)" >&2; exit 2; fi
+	KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) $(CARGO) test -p wasmhook-tests --test kube -- --test-threads 2
+
+# make test's last step: the kube tier where its binaries are found, else how to enable it.
+kube-tier:
+	@if [ -n "$(KUBE_APISERVER)" ] && [ -n "$(ETCD)" ]; then \
+		$(MAKE) --no-print-directory e2e; \
+	else \
+		echo "== kube tier (tests/kube) not run: $(KUBE_TIER_HOW); then run make e2e"; \
+	fi
 
 ## soak: sustained mixed load with faults against a release build
 ## (SOAK_DURATION=10m by default; report in target/soak/)

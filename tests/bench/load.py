@@ -36,7 +36,6 @@ import http.client
 import json
 import os
 import platform
-import random
 import shutil
 import signal
 import socket
@@ -195,30 +194,6 @@ def cargo_build(release: bool) -> Build:
     return Build(executables["wasmhook"], executables["wasmhook-baseline"], misbehaving)
 
 
-def free_port(taken: set[int] = frozenset()) -> int:
-    """A free loopback port below the kernel's ephemeral range.
-
-    A port found by binding port 0 lies inside that range, from which every
-    outgoing connection (wrk's, this script's) takes its local port: one can
-    take it between the probe and the server's bind, and the server fails
-    with "Address already in use" (seen once in CI). Below the range only
-    listeners use ports, and the probe sees those.
-    """
-    try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    candidates = [port for port in range(max(1024, low - 8192), low) if port not in taken]
-    for port in random.sample(candidates, min(200, len(candidates))):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise BenchError(f"no free loopback port below {low}")
-
-
 def proc_kib(path: Path, field_name: str) -> int:
     """A `Name:   1234 kB` field of a /proc file such as status or meminfo."""
     for line in path.read_text().splitlines():
@@ -273,17 +248,26 @@ def example_module(example: str) -> Path:
 class Server:
     """One `wasmhook serve` (or baseline) process on loopback ports."""
 
+    # Servers started so far, to name each one's files.
+    started = 0
+
     def __init__(self, label: str, binary: Path, baseline: bool, work: Path, config: Path, cache: Path):
+        Server.started += 1
         self.label = label
-        self.port = free_port()
-        self.health_port = free_port({self.port})
+        # The OS picks both ports (port 0); the server names them in its ready
+        # file. A port probed free here could be taken by another program
+        # before the server binds it (wrk's connections take ports too).
+        self.port = 0
+        self.health_port = 0
         self.state = work / "state"
-        self.log = work / f"{label}-{self.port}.log"
+        self.log = work / f"{label}-{Server.started}.log"
+        self.ready_file = work / f"{label}-{Server.started}.ready.json"
         command = [str(binary)] + ([] if baseline else ["serve"])
         command += [
             "--config", str(config),
-            "--listen", f"127.0.0.1:{self.port}",
-            "--health-listen", f"127.0.0.1:{self.health_port}",
+            "--listen", "127.0.0.1:0",
+            "--health-listen", "127.0.0.1:0",
+            "--ready-file", str(self.ready_file),
             "--state-dir", str(self.state),
             "--cache-dir", str(cache),
             "--no-policy-watch",
@@ -294,18 +278,34 @@ class Server:
 
     def start(self, timeout: float = 300.0) -> "Server":
         started = time.monotonic()
+        self.ready_file.unlink(missing_ok=True)
+        self.port = self.health_port = 0
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         while True:
             if self.process.poll() is not None:
                 raise BenchError(f"{self.label} exited with {self.process.returncode} before it was ready; see {self.log}")
-            if self.ready():
+            if self.bound() and self.ready():
                 self.ready_seconds = time.monotonic() - started
                 return self
             if time.monotonic() - started > timeout:
                 self.process.kill()
                 raise BenchError(f"{self.label} was not ready after {timeout:.0f} s; see {self.log}")
             time.sleep(0.002)
+
+    def bound(self) -> bool:
+        """Reads the ports from the ready file, once the server has written it."""
+        if self.health_port:
+            return True
+        try:
+            bound = json.loads(self.ready_file.read_text())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as error:
+            raise BenchError(f"{self.label}: unreadable ready file {self.ready_file}: {error}")
+        self.port = int(bound["listen"].rsplit(":", 1)[1])
+        self.health_port = int(bound["healthListen"].rsplit(":", 1)[1])
+        return True
 
     def ready(self) -> bool:
         try:

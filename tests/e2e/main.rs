@@ -13,16 +13,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-
-// The soak's port picker (a file of the test-support crate, which this crate
-// cannot depend on).
-#[path = "../support/ports.rs"]
-mod ports;
+use wasmhook::server::ready_file::ReadyFile;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_wasmhook");
 
-/// Starts `wasmhook serve` with `args`, on loopback ports chosen by the OS.
+/// Starts `wasmhook serve` with `args`, on loopback ports chosen by the OS
+/// (read back from the ready file, `ready.json` in `state`).
 fn serve(state: &tempfile::TempDir, args: &[&str]) -> Child {
+    serve_with(state, args, Stdio::piped)
+}
+
+fn serve_with(state: &tempfile::TempDir, args: &[&str], output: impl Fn() -> Stdio) -> Child {
     Command::new(BINARY)
         .arg("serve")
         .args([
@@ -34,11 +35,22 @@ fn serve(state: &tempfile::TempDir, args: &[&str]) -> Child {
         ])
         .arg("--state-dir")
         .arg(state.path())
+        .arg("--ready-file")
+        .arg(ready_path(state))
         .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(output())
+        .stderr(output())
         .spawn()
         .expect("the wasmhook binary starts")
+}
+
+fn ready_path(state: &tempfile::TempDir) -> std::path::PathBuf {
+    state.path().join("ready.json")
+}
+
+/// Waits for the server's ready file.
+fn ready(state: &tempfile::TempDir, child: &mut Child) -> ReadyFile {
+    ReadyFile::wait(&ready_path(state), child, Duration::from_secs(60)).unwrap()
 }
 
 /// Sends SIGTERM and waits for the exit status (at most 30 s).
@@ -48,6 +60,11 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
         .status()
         .expect("kill runs");
     assert!(status.success());
+    terminate_wait(child)
+}
+
+/// Waits for the exit status of a child already sent SIGTERM (at most 30 s).
+fn terminate_wait(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -128,18 +145,6 @@ fn an_invalid_policy_set_stops_serve_before_it_binds() {
     assert!(output.stdout.is_empty(), "nothing was served");
 }
 
-/// Reads stdout until the health address is printed; returns it.
-fn health_address(child: &mut Child) -> String {
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("health and metrics: http://") {
-            return rest.split('/').next().unwrap().to_owned();
-        }
-    }
-    panic!("no health address printed");
-}
-
 fn readyz(health: &str) -> Value {
     let output = Command::new("curl")
         .args([
@@ -162,7 +167,7 @@ fn sighup_reloads_the_policy_set() {
     let one = "apiVersion: wasmhook.dev/v1alpha1\nkind: PolicySet\npolicies:\n  - name: headless-service\n    module: builtin:headless-service\n";
     std::fs::write(&config, one).unwrap();
     let mut child = serve(&state, &["--config", config.to_str().unwrap(), "--no-policy-watch"]);
-    let health = health_address(&mut child);
+    let health = ready(&state, &mut child).health_listen.to_string();
     assert_eq!(readyz(&health)["policies"].as_object().unwrap().len(), 1);
 
     let two = format!("{one}  - name: sts\n    module: builtin:statefulset-service-name\n    mode: validate\n");
@@ -192,29 +197,127 @@ fn sigterm_the_moment_the_server_is_reachable_still_shuts_it_down_gracefully() {
     // left a window in which SIGTERM killed the server (default action).
     for _ in 0..5 {
         let state = tempfile::tempdir().unwrap();
-        let health = ports::free_loopback_addr().unwrap().to_string();
-        let mut child = Command::new(BINARY)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--no-cache",
-                "--health-listen",
-                &health,
-            ])
-            .arg("--state-dir")
-            .arg(state.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the wasmhook binary starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(&health).is_err() {
-            assert!(child.try_wait().unwrap().is_none(), "wasmhook exited before it served");
-            assert!(Instant::now() < deadline, "wasmhook never bound {health}");
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let mut child = serve_with(&state, &[], Stdio::null);
+        let bound = ready(&state, &mut child);
+        assert_eq!(bound.pid, child.id());
         let status = terminate(&mut child);
         assert_eq!(status.code(), Some(0), "{status:?}");
+        assert!(!ready_path(&state).exists(), "the ready file is removed at shutdown");
     }
+}
+
+#[test]
+fn the_ready_file_names_the_ports_bound_for_port_zero() {
+    let state = tempfile::tempdir().unwrap();
+    let mut child = serve_with(&state, &[], Stdio::null);
+    let bound = ready(&state, &mut child);
+    assert!(bound.listen.ip().is_loopback() && bound.listen.port() != 0, "{bound:?}");
+    assert!(
+        bound.health_listen.port() != 0 && bound.health_listen != bound.listen,
+        "{bound:?}"
+    );
+    // Both addresses are the server's: /readyz answers on the health port,
+    // and the admission port speaks TLS (curl fails the handshake's trust,
+    // not the connection).
+    assert_eq!(readyz(&bound.health_listen.to_string())["ready"], true);
+    let output = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .arg(format!("https://{}/", bound.listen))
+        .output()
+        .expect("curl runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        output.status.code(),
+        Some(60),
+        "an untrusted certificate, so TLS answered: {stderr}"
+    );
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}
+
+/// `curl` exit code and HTTP status of `args` (status 0 when none came).
+fn curl_status(args: &[&str]) -> (Option<i32>, u16) {
+    let output = Command::new("curl")
+        .args([
+            "--silent",
+            "--max-time",
+            "10",
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{http_code}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let status = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+    (output.status.code(), status)
+}
+
+#[test]
+fn during_the_shutdown_delay_the_server_is_unready_but_still_answers_reviews() {
+    // What a preStop sleep did, without a hook: on SIGTERM the server turns
+    // /readyz to 503 (the endpoints drop it) and answers every review sent
+    // meanwhile; only after the delay does it stop accepting and drain.
+    let state = tempfile::tempdir().unwrap();
+    let mut child = serve_with(&state, &["--shutdown-delay", "3s"], Stdio::null);
+    let bound = ready(&state, &mut child);
+    let readyz = format!("http://{}/readyz", bound.health_listen);
+    assert_eq!(curl_status(&[&readyz]), (Some(0), 200));
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while curl_status(&[&readyz]).1 != 503 {
+        assert!(Instant::now() < deadline, "/readyz still ready after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ca = state.path().join("dev-tls").join("ca.pem");
+    let sample = state.path().join("sample-review.json");
+    std::fs::write(&sample, serde_json::to_vec(&sample_service_review()).unwrap()).unwrap();
+    let url = format!("https://127.0.0.1:{}/mutate/headless-service", bound.listen.port());
+    let review = curl_status(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &format!("@{}", sample.display()),
+        &url,
+    ]);
+    assert_eq!(review, (Some(0), 200), "a review sent during the delay is answered");
+    assert!(child.try_wait().unwrap().is_none(), "still running within the delay");
+    let status = terminate_wait(&mut child);
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "exited {:?} after SIGTERM, before the delay",
+        signalled.elapsed()
+    );
+}
+
+/// A CREATE review of a Service the built-in makes headless.
+fn sample_service_review() -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0f0e7a4c-4a43-4b8e-9f3c-6f1f5d1b2c3d",
+            "kind": {"group": "", "version": "v1", "kind": "Service"},
+            "resource": {"group": "", "version": "v1", "resource": "services"},
+            "name": "web-headless",
+            "namespace": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "e2e"},
+            "object": {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web-headless", "namespace": "default"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}
+            },
+            "dryRun": false
+        }
+    })
 }

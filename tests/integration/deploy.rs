@@ -7,8 +7,10 @@
 //! safe are checked on the result: the Service is not headless and wasmhook's
 //! own headless-service policy leaves it alone, the policy set passes the
 //! server's validation, the Deployment is hardened and survives disruptions,
-//! and the webhook configurations match the policy set and the Service and
-//! never intercept wasmhook's own namespace or kube-system.
+//! the base carries no webhook configuration (the pods register them), and
+//! the dev overlay's static ones match the policy set and never intercept
+//! wasmhook's own namespace or kube-system. `tests/kube/` applies the same
+//! manifests to a real kube-apiserver of the oldest supported version.
 //!
 //! Without `kubectl` these tests fail (they never skip): set `KUBECTL` to use
 //! another binary.
@@ -25,7 +27,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 use wasmhook::builtin::ModuleSource;
@@ -143,18 +145,17 @@ fn base_renders_and_every_object_parses() {
             "ClusterRoleBinding/wasmhook-register",
             "ConfigMap/wasmhook-policies",
             "Deployment/wasmhook",
-            "MutatingWebhookConfiguration/wasmhook",
             "Namespace/wasmhook-system",
             "PodDisruptionBudget/wasmhook",
+            "Role/wasmhook-register",
+            "RoleBinding/wasmhook-register",
             "Service/wasmhook",
             "ServiceAccount/wasmhook",
-            "ValidatingWebhookConfiguration/wasmhook",
         ]
     );
     for object in &base.objects {
         let namespace = object["metadata"]["namespace"].as_str();
-        let cluster_scoped = ["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&str_at(object, "/kind"))
-            || str_at(object, "/kind").ends_with("WebhookConfiguration");
+        let cluster_scoped = ["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&str_at(object, "/kind"));
         let expected = (!cluster_scoped).then_some(NAMESPACE);
         assert_eq!(namespace, expected, "{}", str_at(object, "/metadata/name"));
     }
@@ -305,17 +306,21 @@ fn base_deployment_is_hardened_and_highly_available() {
         );
     }
 
-    // Graceful termination outlives the preStop sleep plus the drain.
-    let pre_stop = container
-        .lifecycle
-        .as_ref()
-        .and_then(|lifecycle| lifecycle.pre_stop.as_ref())
-        .and_then(|handler| handler.sleep.as_ref())
-        .map_or(0, |sleep| sleep.seconds);
+    // No lifecycle hook (the `sleep` handler needs Kubernetes 1.30, the image has
+    // no shell): the server delays its own shutdown, and graceful termination
+    // outlives that delay plus the drain.
+    assert!(
+        container.lifecycle.is_none(),
+        "no preStop hook: --shutdown-delay does it"
+    );
+    let delay = flag_value(&args, "--shutdown-delay").expect("--shutdown-delay");
+    let delay = wasmhook::duration::parse(delay).expect("a duration").as_secs();
+    assert!(delay >= 5, "endpoints need a few seconds to drop the pod: {delay} s");
     let grace = pod
         .termination_grace_period_seconds
         .expect("terminationGracePeriodSeconds");
-    assert!(grace > DEFAULT_DRAIN_SECONDS + pre_stop, "grace {grace} s");
+    let delay = i64::try_from(delay).expect("seconds");
+    assert!(grace > DEFAULT_DRAIN_SECONDS + delay, "grace {grace} s");
     assert!(
         !args.iter().any(|arg| arg == "--drain-timeout"),
         "the check above assumes the default drain"
@@ -431,31 +436,80 @@ fn base_rbac_grants_only_what_register_needs() {
     let binding: ClusterRoleBinding = base.get("ClusterRoleBinding", "wasmhook-register");
     assert_eq!(
         (binding.role_ref.kind.as_str(), binding.role_ref.name.as_str()),
-        ("ClusterRole", "wasmhook-register")
+        ("ClusterRole", wasmhook::registration::DEFAULT_OWNER)
     );
-    let resources = ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"];
-    let mut granted = Vec::new();
-    for rule in role.rules.expect("rules") {
-        assert_eq!(rule.api_groups, Some(vec!["admissionregistration.k8s.io".to_owned()]));
-        assert_eq!(rule.resources, Some(resources.map(String::from).to_vec()));
-        assert_eq!(
-            rule.resource_names,
-            Some(vec![SERVICE.to_owned()]),
-            "only wasmhook's own configurations"
-        );
-        granted.extend(rule.verbs.iter().cloned());
-    }
-    granted.sort();
-    assert_eq!(granted, ["create", "patch"], "server-side apply needs nothing else");
+    let rule = |group: &str, resources: &[&str], names: Option<&[&str]>, verbs: &[&str]| {
+        k8s_openapi::api::rbac::v1::PolicyRule {
+            api_groups: Some(vec![group.to_owned()]),
+            resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+            resource_names: names.map(|names| names.iter().map(|n| (*n).to_owned()).collect()),
+            verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+            non_resource_urls: None,
+        }
+    };
+    assert_eq!(
+        role.rules.expect("rules"),
+        [
+            // Server-side apply of its own two configurations, nothing else.
+            rule(
+                "admissionregistration.k8s.io",
+                &["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+                Some(&[SERVICE]),
+                &["create", "patch"],
+            ),
+            // The owner's uid, for ownerReferences.
+            rule(
+                "rbac.authorization.k8s.io",
+                &["clusterroles"],
+                Some(&[wasmhook::registration::DEFAULT_OWNER]),
+                &["get"],
+            ),
+        ]
+    );
+    // The Service's endpoints, in wasmhook's namespace only.
+    let role: Role = base.get("Role", "wasmhook-register");
+    assert_eq!(role.metadata.namespace.as_deref(), Some(NAMESPACE));
+    assert_eq!(
+        role.rules.expect("rules"),
+        [rule("discovery.k8s.io", &["endpointslices"], None, &["list"])]
+    );
+    let binding: RoleBinding = base.get("RoleBinding", "wasmhook-register");
+    assert_eq!(binding.role_ref.name, "wasmhook-register");
+    let subjects = binding.subjects.expect("subjects");
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        (subjects[0].name.as_str(), subjects[0].namespace.as_deref()),
+        (SERVICE, Some(NAMESPACE))
+    );
 }
 
 #[test]
-fn base_webhooks_match_the_policy_set_and_the_service() {
+fn base_has_no_static_webhooks_the_pods_register_them() {
+    // Static configurations would be applied with the pods, before any is
+    // ready: a failed or partial install would leave fail-closed webhooks
+    // pointing at no server (issue #25).
     let base = Rendered::of("base");
-    let set = base.policy_set();
-    let service: Service = base.get("Service", SERVICE);
-    let service_port = service.spec.and_then(|spec| spec.ports).expect("ports")[0].port;
-    let webhooks = base.webhooks();
+    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+        assert!(base.objects.iter().all(|object| object["kind"] != kind), "{kind}");
+    }
+    let deployment_args = args(&base.deployment());
+    assert_eq!(
+        &deployment_args[REGISTER_ARGS.0..REGISTER_ARGS.0 + 3],
+        REGISTER_ARGS.1,
+        "the pods register"
+    );
+    assert_eq!(
+        flag_value(&deployment_args, "--register-owner"),
+        None,
+        "the default owner"
+    );
+}
+
+#[test]
+fn dev_webhooks_are_what_wasmhook_manifests_makes_of_the_policy_set() {
+    let set = Rendered::of("base").policy_set();
+    let file = Rendered::file("overlays/dev/webhooks.yaml");
+    let webhooks = file.webhooks();
     let expected: Vec<(&str, &PolicyConfig)> = ["mutate", "validate"]
         .into_iter()
         .flat_map(|mode| {
@@ -470,37 +524,28 @@ fn base_webhooks_match_the_policy_set_and_the_service() {
         let at = format!("policy {} {STALE}", policy.name);
         let name = format!("{}.wasmhook.dev", policy.name);
         assert_eq!((*mode, webhook.name.as_str()), (*policy_mode, name.as_str()), "{at}");
-        let target = webhook.client_config.service.as_ref().expect("a Service reference");
-        assert_eq!((target.namespace.as_str(), target.name.as_str()), (NAMESPACE, SERVICE));
-        assert_eq!(target.port, Some(service_port), "{at}");
-        let path = format!("/{mode}/{}", policy.name);
-        assert_eq!(target.path.as_deref(), Some(path.as_str()), "{at}");
-        assert!(webhook.client_config.url.is_none(), "{at}");
-        assert!(
-            webhook.client_config.ca_bundle.is_none(),
-            "{at}: the pods register the caBundle"
-        );
+        assert!(webhook.client_config.ca_bundle.is_none(), "{at}: the overlay adds it");
         assert_webhook_fields(webhook, reinvocation.as_deref(), mode, policy);
     }
 
-    // And exactly what `wasmhook manifests` makes of the policy set, less the
+    // Exactly what `wasmhook manifests` makes of the policy set, less the
     // cert-manager annotation that generate-webhooks.sh removes.
-    let port = u16::try_from(service_port).expect("a port");
     let trust = Trust::cert_manager(&format!("{NAMESPACE}/{SERVICE}")).expect("a Certificate reference");
-    let target = WebhookTarget::new(NAMESPACE, SERVICE, port, None, trust).expect("a valid target");
+    let target = WebhookTarget::new(NAMESPACE, SERVICE, 443, None, trust).expect("a valid target");
     let generated = WebhookConfigurations::build(&set, &target);
     let mut mutating = generated.mutating.expect("mutate policies");
     mutating.metadata.annotations = None;
     let mut validating = generated.validating.expect("validate policies");
     validating.metadata.annotations = None;
-    let rendered: MutatingWebhookConfiguration = base.get("MutatingWebhookConfiguration", SERVICE);
+    let rendered: MutatingWebhookConfiguration = file.get("MutatingWebhookConfiguration", SERVICE);
     assert!(rendered == mutating, "MutatingWebhookConfiguration {STALE}");
-    let rendered: ValidatingWebhookConfiguration = base.get("ValidatingWebhookConfiguration", SERVICE);
+    let rendered: ValidatingWebhookConfiguration = file.get("ValidatingWebhookConfiguration", SERVICE);
     assert!(rendered == validating, "ValidatingWebhookConfiguration {STALE}");
 }
 
 /// What to do when the webhooks and the policy set disagree.
-const STALE: &str = "(webhooks.yaml must follow policies.yaml: run deploy/base/generate-webhooks.sh)";
+const STALE: &str =
+    "(overlays/dev/webhooks.yaml must follow policies.yaml: run deploy/overlays/dev/generate-webhooks.sh)";
 
 /// Everything but the client config: from the policy, or fixed by wasmhook.
 fn assert_webhook_fields(webhook: &ValidatingWebhook, reinvocation: Option<&str>, mode: &str, policy: &PolicyConfig) {

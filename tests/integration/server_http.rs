@@ -419,3 +419,120 @@ async fn health_readiness_and_metrics() {
     assert!(cpu_seconds("spinner") > 0.1, "{}", cpu_seconds("spinner"));
     server.server.shutdown().await;
 }
+
+/// What curl reported for one request: its exit code, the HTTP version and
+/// status it saw, and the body.
+struct CurlAnswer {
+    exit: Option<i32>,
+    version: String,
+    status: u16,
+    body: String,
+    stderr: String,
+}
+
+/// POSTs the file `body` with curl (a real HTTP/2 client, the one operators
+/// reach for), over `protocol` (`--http2` or `--http1.1`).
+fn curl_post(
+    ca: &std::path::Path,
+    url: &str,
+    content_type: &str,
+    body: &std::path::Path,
+    protocol: &str,
+) -> CurlAnswer {
+    let output = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30", protocol])
+        .arg("--cacert")
+        .arg(ca)
+        .args(["-H", &format!("Content-Type: {content_type}")])
+        .arg("--data-binary")
+        .arg(format!("@{}", body.display()))
+        .args(["--write-out", "\n%{http_version} %{http_code}", url])
+        .output()
+        .expect("curl runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (body, trailer) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (version, status) = trailer.split_once(' ').unwrap_or(("", "0"));
+    CurlAnswer {
+        exit: output.status.code(),
+        version: version.to_owned(),
+        status: status.parse().unwrap_or(0),
+        body: body.to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_given_before_the_body_is_read_reach_http2_clients_intact() {
+    // Over HTTP/2, an answer the server gives without reading the whole body
+    // (too large, unknown policy, wrong content type) once reached curl as
+    // "Stream error in the HTTP/2 framing layer": the unread body was
+    // dropped before the answer was sent, and h2 reset the stream with
+    // CANCEL. The answer must arrive whole, then the stream may end with
+    // RST_STREAM(NO_ERROR) (RFC 9113 §8.1); HTTP/1.1 answers as before.
+    let server = start().await;
+    let ca = server.dir.path().join("ca.pem");
+    std::fs::write(&ca, &server.certs.ca.cert_pem).unwrap();
+    let valid = server.dir.path().join("valid.json");
+    std::fs::write(&valid, fixture_body("mutating-create-service-sample-headless.json")).unwrap();
+    let oversized = server.dir.path().join("five-megabytes.json");
+    std::fs::write(&oversized, vec![b' '; 5 << 20]).unwrap();
+    let malformed = server.dir.path().join("malformed.json");
+    std::fs::write(&malformed, b"{\"apiVersion\": ").unwrap();
+    let mutate = server.url("/mutate/headless-service");
+    let unknown = server.url("/mutate/no-such-policy");
+    let cases = [
+        (
+            "too large",
+            &mutate,
+            "application/json",
+            &oversized,
+            413,
+            "262144 bytes",
+        ),
+        (
+            "unknown policy",
+            &unknown,
+            "application/json",
+            &valid,
+            404,
+            "no policy named",
+        ),
+        ("wrong content type", &mutate, "text/plain", &valid, 415, "Content-Type"),
+        (
+            "malformed body",
+            &mutate,
+            "application/json",
+            &malformed,
+            400,
+            "not a JSON AdmissionReview",
+        ),
+    ];
+    // The failure was intermittent for the small bodies: repeat the loop the
+    // report used (oversized, then the others).
+    for round in 0..20 {
+        for protocol in ["--http2", "--http1.1"] {
+            for (name, url, content_type, body, status, expected) in &cases {
+                let (ca, url, body) = (ca.clone(), (*url).clone(), (*body).clone());
+                let content_type = *content_type;
+                let answer = tokio::task::spawn_blocking(move || curl_post(&ca, &url, content_type, &body, protocol))
+                    .await
+                    .unwrap();
+                let context = format!("{name} over {protocol}, round {round}: {}", answer.stderr);
+                assert_eq!(answer.exit, Some(0), "{context}");
+                let version = if protocol == "--http2" { "2" } else { "1.1" };
+                assert_eq!(answer.version, version, "{context}");
+                assert_eq!(answer.status, *status, "{context}");
+                let error: Value = serde_json::from_str(&answer.body)
+                    .unwrap_or_else(|error| panic!("{context}: not JSON ({error}): {:?}", answer.body));
+                let message = error["error"].as_str().unwrap_or_default();
+                assert!(message.contains(expected), "{context}: {message:?}");
+            }
+        }
+    }
+    // A review still goes through on the same server.
+    let answer = tokio::task::spawn_blocking(move || curl_post(&ca, &mutate, "application/json", &valid, "--http2"))
+        .await
+        .unwrap();
+    assert_eq!((answer.exit, answer.status), (Some(0), 200), "{}", answer.stderr);
+    server.server.shutdown().await;
+}

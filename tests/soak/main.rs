@@ -243,6 +243,7 @@ async fn soak(args: &Args) -> Result<Report, String> {
         key: tls.key,
         cache_dir: output.join("cache"),
         log: output.join("server.log"),
+        ready_file: work.path().join("ready.json"),
         max_body_bytes: MAX_BODY_BYTES,
         client_timeout: CLIENT_TIMEOUT,
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use wasmhook_tests::ports::free_loopback_addr;
+use wasmhook::server::ready_file::ReadyFile;
 
 /// Everything the server is started with.
 pub struct ServerSetup {
@@ -25,6 +25,8 @@ pub struct ServerSetup {
     pub cache_dir: PathBuf,
     /// Where the server's stderr goes.
     pub log: PathBuf,
+    /// Where the server writes the addresses it bound.
+    pub ready_file: PathBuf,
     /// The largest request body the server accepts.
     pub max_body_bytes: usize,
     /// The server's TLS handshake timeout and header-read (and idle) timeout.
@@ -41,10 +43,10 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server and waits until `/readyz` answers 200.
+    /// Starts the server on ports the OS chooses, reads them from its ready
+    /// file, and waits until `/readyz` answers 200.
     pub fn start(setup: &ServerSetup) -> Result<Self, String> {
-        let addr = free_loopback_addr()?;
-        let health_addr = free_loopback_addr()?;
+        ReadyFile::remove(&setup.ready_file).map_err(|error| error.to_string())?;
         let log = std::fs::File::create(&setup.log).map_err(|error| format!("{}: {error}", setup.log.display()))?;
         let timeout = wasmhook::duration::format(setup.client_timeout);
         let child = Command::new(&setup.binary)
@@ -57,12 +59,9 @@ impl ServerProcess {
             .arg(&setup.key)
             .arg("--cache-dir")
             .arg(&setup.cache_dir)
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--health-listen",
-                &health_addr.to_string(),
-            ])
+            .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+            .arg("--ready-file")
+            .arg(&setup.ready_file)
             .args(["--max-body-bytes", &setup.max_body_bytes.to_string()])
             .args(["--handshake-timeout", &timeout, "--header-read-timeout", &timeout])
             .args(["--tls-reload-interval", "500ms", "--drain-timeout", "20s"])
@@ -77,12 +76,18 @@ impl ServerProcess {
             .stderr(log)
             .spawn()
             .map_err(|error| format!("cannot start {}: {error}", setup.binary.display()))?;
+        // Compiling the policies (no cache yet) takes a while in a debug build.
+        let start_up = Duration::from_secs(600);
+        let mut child = child;
+        let bound = ReadyFile::wait(&setup.ready_file, &mut child, start_up)
+            .map_err(|error| format!("{error}; see {}", setup.log.display()))?;
+        let (addr, health_addr) = (bound.listen, bound.health_listen);
         let mut server = Self {
             child,
             addr,
             health_addr,
         };
-        let deadline = Instant::now() + Duration::from_secs(600);
+        let deadline = Instant::now() + start_up;
         loop {
             if let Some(status) = server.child.try_wait().map_err(|error| error.to_string())? {
                 return Err(format!(

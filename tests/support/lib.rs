@@ -10,7 +10,7 @@
 
 pub mod certs;
 pub mod fuzz;
-pub mod ports;
+pub mod kube;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -16,8 +16,10 @@
 //!   URL for a server outside the cluster) and how it trusts its certificate
 //!   ([`Trust`]: a `caBundle`, cert-manager's CA injection, or public roots);
 //! - [`Registrar`]: self-registration (`wasmhook serve --register`), which
-//!   server-side-applies the configurations with the current CA bundle and
-//!   applies them again when it or the policy set changes;
+//!   server-side-applies the configurations with the current CA bundle once
+//!   wasmhook's Service has a ready endpoint, owned by the ClusterRole that
+//!   grants it, and applies them again when the bundle or the policy set
+//!   changes;
 //! - [`ServingCerts`]: a CA and a serving certificate for the Service's DNS
 //!   names, and the `kubernetes.io/tls` Secret that carries them
 //!   (`wasmhook certs`).
@@ -37,7 +39,7 @@ use std::collections::BTreeMap;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-pub use apply::{FIELD_MANAGER, RegisterConfig, RegisterError, Registrar};
+pub use apply::{DEFAULT_OWNER, FIELD_MANAGER, RegisterConfig, RegisterError, Registrar};
 pub use certs::{DEFAULT_CERT_DAYS, ServingCerts, serving_sans};
 pub use webhooks::{WebhookConfigurations, timeout_seconds};
 

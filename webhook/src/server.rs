@@ -7,11 +7,14 @@ pub mod cpu;
 mod drain;
 mod listener;
 pub mod metrics;
+pub mod ready_file;
 pub mod registry;
+mod unread_body;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -129,6 +132,7 @@ pub struct RunningServer {
     pub health_addr: SocketAddr,
     store: Arc<PolicyStore>,
     metrics: Arc<Metrics>,
+    state: Arc<AppState>,
     certificate: Arc<ReloadingCert>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -170,6 +174,7 @@ impl RunningServer {
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.timeouts.header_read,
             evaluator: config.evaluator,
+            shutting_down: AtomicBool::new(false),
         });
         let (shutdown, stopping) = watch::channel(false);
         let mut tasks = vec![
@@ -184,7 +189,7 @@ impl RunningServer {
             tokio::spawn(listener::serve(
                 health,
                 None,
-                app::health_router(state),
+                app::health_router(state.clone()),
                 config.timeouts,
                 None,
                 stopping.clone(),
@@ -210,7 +215,8 @@ impl RunningServer {
             tasks.push(tokio::spawn(watch_policies(store.clone(), interval, stopping.clone())));
         }
         if let Some(registration) = config.registration.clone() {
-            // Registered only once serving: the API server may call at once.
+            // Registered only once serving (and once the Service has a ready
+            // endpoint): the API server may call at once.
             let registered = register(registration, store.clone(), metrics.clone(), config.tls_reload_interval).await;
             match registered {
                 Ok(task) => tasks.push(tokio::spawn(task.run(stopping))),
@@ -230,6 +236,7 @@ impl RunningServer {
             health_addr,
             store,
             metrics,
+            state,
             certificate,
             shutdown,
             tasks,
@@ -257,6 +264,14 @@ impl RunningServer {
         self.certificate.generation()
     }
 
+    /// Turns `/readyz` to 503 while everything keeps serving: the first step
+    /// of a shutdown with a delay (`--shutdown-delay`), which gives the
+    /// endpoints time to stop sending reviews before the server stops
+    /// accepting them.
+    pub fn stop_being_ready(&self) {
+        self.state.shutting_down.store(true, Ordering::Relaxed);
+    }
+
     /// Stops accepting, lets every accepted request finish (bounded by the
     /// drain timeout), and returns when everything has stopped.
     pub async fn shutdown(self) {
@@ -268,8 +283,10 @@ impl RunningServer {
     }
 }
 
-/// Registers at start-up (bounded by the registration timeout) and returns
-/// the task that re-applies on changes.
+/// Connects and checks at start-up (bounded by the registration timeout):
+/// the API server answers, the credentials can read the owning ClusterRole,
+/// the CA bundle and target are valid. Returns the task that registers once
+/// the Service is ready and re-applies on changes.
 async fn register(
     config: RegisterConfig,
     store: Arc<PolicyStore>,
@@ -277,11 +294,8 @@ async fn register(
     interval: Duration,
 ) -> Result<Reregistration, RegisterError> {
     let registrar = Registrar::connect(config).await?;
-    registrar.apply_at_startup(&store.snapshot().policy_set()).await?;
-    metrics
-        .registrations
-        .get_or_create(&ResultLabels { result: "success" })
-        .inc();
+    registrar.check(&store.snapshot().policy_set())?;
+    registrar.resolve_owner().await?;
     Ok(Reregistration {
         registrar,
         store,
@@ -290,8 +304,12 @@ async fn register(
     })
 }
 
-/// Applies the webhook configurations again when the CA bundle or the policy
-/// set changed.
+/// How often the Service's endpoints are checked before the first
+/// registration, and how long a failed application waits at first.
+const ENDPOINT_POLL: Duration = Duration::from_secs(2);
+
+/// Applies the webhook configurations once wasmhook's Service has a ready
+/// endpoint, then again whenever the CA bundle or the policy set changes.
 struct Reregistration {
     registrar: Registrar,
     store: Arc<PolicyStore>,
@@ -301,20 +319,49 @@ struct Reregistration {
 
 impl Reregistration {
     async fn run(self, mut stopping: watch::Receiver<bool>) {
+        let mut announced = false;
         loop {
+            match self.registrar.service_is_ready().await {
+                Ok(true) => break,
+                Ok(false) if !announced => {
+                    tracing::info!(
+                        "waiting for a ready endpoint of wasmhook's Service before registering the webhooks"
+                    );
+                    announced = true;
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, "cannot tell whether wasmhook's Service is ready; will retry"),
+            }
             tokio::select! {
                 () = listener::stopped(&mut stopping) => return,
-                _ = tokio::time::sleep(self.interval) => {}
+                _ = tokio::time::sleep(ENDPOINT_POLL) => {}
             }
+        }
+        let mut pause = ENDPOINT_POLL;
+        loop {
             let result = match self.registrar.apply(&self.store.snapshot().policy_set()).await {
-                Ok(false) => continue,
-                Ok(true) => "success",
+                Ok(false) => None,
+                Ok(true) => Some("success"),
                 Err(error) => {
-                    tracing::error!(%error, "cannot update the webhook configurations; will retry");
-                    "failure"
+                    tracing::error!(%error, "cannot apply the webhook configurations; will retry");
+                    Some("failure")
                 }
             };
-            self.metrics.registrations.get_or_create(&ResultLabels { result }).inc();
+            if let Some(result) = result {
+                self.metrics.registrations.get_or_create(&ResultLabels { result }).inc();
+            }
+            // Retry a failure sooner than the change check, backing off.
+            let wait = if result == Some("failure") {
+                pause = (pause * 2).min(self.interval.max(ENDPOINT_POLL));
+                pause
+            } else {
+                pause = ENDPOINT_POLL;
+                self.interval
+            };
+            tokio::select! {
+                () = listener::stopped(&mut stopping) => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
         }
     }
 }

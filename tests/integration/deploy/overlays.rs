@@ -1,5 +1,6 @@
-//! The overlays: cert-manager (CA injection instead of self-registration)
-//! and dev (webhooks that call a server outside the cluster).
+//! The overlays: cert-manager (cert-manager issues the certificate; the pods
+//! still register) and dev (static webhooks that call a server outside the
+//! cluster).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -7,18 +8,16 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use serde_json::json;
 
 use super::rendered::{Rendered, deploy_dir, str_at};
-use super::{NAMESPACE, REGISTER_ARGS, SERVICE, args, assert_serve_accepts, assert_webhook_fields};
+use super::{REGISTER_ARGS, SERVICE, args, assert_serve_accepts, assert_webhook_fields};
 
 #[test]
-fn cert_manager_overlay_injects_the_ca_and_drops_registration() {
+fn cert_manager_overlay_issues_the_certificate_and_keeps_registration() {
     let overlay = Rendered::of("overlays/cert-manager");
     overlay.assert_every_object_parses();
     for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
-        let object = overlay.find(kind, SERVICE).expect(kind);
-        assert_eq!(
-            object["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
-            format!("{NAMESPACE}/wasmhook"),
-            "{kind}"
+        assert!(
+            overlay.objects.iter().all(|object| object["kind"] != kind),
+            "{kind}: registered by the pods, as in the base"
         );
     }
     let certificate = overlay
@@ -49,22 +48,33 @@ fn cert_manager_overlay_injects_the_ca_and_drops_registration() {
         .expect("the bootstrap Issuer");
     assert!(root["spec"]["selfSigned"].is_object());
 
-    // No self-registration, so no API access; the rest of the arguments are the base's.
-    let overlay_args = args(&overlay.deployment());
-    assert!(
-        !overlay_args
-            .iter()
-            .any(|arg| arg == "--register" || arg == "--ca-bundle"),
-        "{overlay_args:?}"
+    // Everything else is the base's: the pods register, with the ca.crt that
+    // cert-manager writes into the Secret.
+    let base = Rendered::of("base");
+    let mut expected = base.names();
+    expected.extend(
+        [
+            "Issuer/wasmhook-selfsigned",
+            "Certificate/wasmhook-ca",
+            "Issuer/wasmhook-ca",
+            "Certificate/wasmhook",
+        ]
+        .map(String::from),
     );
-    let mut base_args = args(&Rendered::of("base").deployment());
-    base_args.drain(REGISTER_ARGS.0..REGISTER_ARGS.0 + 3);
-    assert_eq!(overlay_args, base_args);
+    let mut names = overlay.names();
+    names.sort();
+    expected.sort();
+    assert_eq!(names, expected);
+    let overlay_args = args(&overlay.deployment());
+    assert_eq!(overlay_args, args(&base.deployment()));
+    assert_eq!(&overlay_args[REGISTER_ARGS.0..REGISTER_ARGS.0 + 3], REGISTER_ARGS.1);
     assert_serve_accepts(&overlay_args);
-    assert!(overlay.find("ClusterRole", "wasmhook-register").is_none());
-    assert!(overlay.find("ClusterRoleBinding", "wasmhook-register").is_none());
     let account: ServiceAccount = overlay.get("ServiceAccount", SERVICE);
-    assert_eq!(account.automount_service_account_token, Some(false));
+    assert_ne!(
+        account.automount_service_account_token,
+        Some(false),
+        "registration needs the token"
+    );
 }
 
 #[test]

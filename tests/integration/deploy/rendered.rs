@@ -10,7 +10,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -53,7 +53,18 @@ impl Rendered {
             output.status
         );
         let text = String::from_utf8(output.stdout).expect("kubectl writes UTF-8");
-        let objects = split_documents(&text)
+        Self::parse(dir, &text)
+    }
+
+    /// The objects of the YAML file `deploy/<file>`, as they are (no kustomize).
+    pub(super) fn file(file: &str) -> Self {
+        let path = deploy_dir().join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        Self::parse(file, &text)
+    }
+
+    fn parse(dir: &str, text: &str) -> Self {
+        let objects = split_documents(text)
             .into_iter()
             .map(|document| {
                 serde_saphyr::from_str::<Value>(document)
@@ -107,6 +118,8 @@ impl Rendered {
                 (_, "ServiceAccount") => round_trip::<ServiceAccount>(object, &label),
                 (_, "ClusterRole") => round_trip::<ClusterRole>(object, &label),
                 (_, "ClusterRoleBinding") => round_trip::<ClusterRoleBinding>(object, &label),
+                (_, "Role") => round_trip::<Role>(object, &label),
+                (_, "RoleBinding") => round_trip::<RoleBinding>(object, &label),
                 (_, "ConfigMap") => round_trip::<ConfigMap>(object, &label),
                 (_, "Deployment") => round_trip::<Deployment>(object, &label),
                 (_, "Service") => round_trip::<Service>(object, &label),

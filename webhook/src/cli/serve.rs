@@ -17,6 +17,7 @@ use super::EXIT_USAGE;
 use crate::engine::EngineConfig;
 use crate::manifest::{self, RequestSpec};
 use crate::registration::RegisterConfig;
+use crate::server::ready_file::ReadyFile;
 use crate::server::registry::PolicySource;
 use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, Evaluator, RunningServer, ServerConfig};
 use crate::tls::TlsFiles;
@@ -33,6 +34,11 @@ pub struct ServeArgs {
     /// Health (/healthz, /readyz) and metrics (/metrics) plain-HTTP address.
     #[arg(long, env = "WASMHOOK_HEALTH_LISTEN", default_value = "127.0.0.1:9090")]
     health_listen: SocketAddr,
+    /// Once serving, write the addresses actually bound (JSON: listen,
+    /// healthListen, pid) to this file; removed at shutdown. With port 0 in
+    /// --listen/--health-listen, this is how a harness learns the ports.
+    #[arg(long, env = "WASMHOOK_READY_FILE", value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     /// Serving certificate chain (PEM) [default: a development certificate in --state-dir].
     #[arg(long, env = "WASMHOOK_TLS_CERT", requires = "tls_key", value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -76,6 +82,12 @@ pub struct ServeArgs {
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, env = "WASMHOOK_DRAIN_TIMEOUT", value_parser = crate::duration::parse, default_value = "25s")]
     drain_timeout: Duration,
+    /// On SIGTERM, how long to keep serving (with /readyz answering 503)
+    /// before the drain begins, so that Service endpoints and the API server
+    /// stop sending reviews first — what a preStop sleep does, with no hook.
+    /// A second SIGTERM or SIGINT ends the delay [default: none].
+    #[arg(long, env = "WASMHOOK_SHUTDOWN_DELAY", value_parser = crate::duration::parse)]
+    shutdown_delay: Option<Duration>,
     /// How often the certificate files are checked for rotation.
     #[arg(long, env = "WASMHOOK_TLS_RELOAD_INTERVAL", value_parser = crate::duration::parse, default_value = "10s")]
     tls_reload_interval: Duration,
@@ -106,7 +118,12 @@ pub struct ServeArgs {
     /// Kubeconfig for --register [default: in-cluster, then KUBECONFIG or ~/.kube/config].
     #[arg(long, env = "WASMHOOK_KUBECONFIG", value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
-    /// How long start-up keeps trying to register; also bounds each API call.
+    /// The ClusterRole that owns the registered webhook configurations (the
+    /// one granting the registration): deleting it, as `kubectl delete -k`
+    /// does, deletes them.
+    #[arg(long, env = "WASMHOOK_REGISTER_OWNER", default_value = crate::registration::DEFAULT_OWNER, value_name = "CLUSTERROLE")]
+    register_owner: String,
+    /// How long start-up keeps trying to reach the API server; also bounds each API call.
     #[arg(long, env = "WASMHOOK_REGISTER_TIMEOUT", value_parser = crate::duration::parse, default_value = "30s")]
     register_timeout: Duration,
 }
@@ -131,6 +148,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         config,
         listen,
         health_listen,
+        ready_file,
         tls_cert,
         tls_key,
         client_ca,
@@ -144,6 +162,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         handshake_timeout,
         header_read_timeout,
         drain_timeout,
+        shutdown_delay,
         tls_reload_interval,
         policy_reload_interval,
         no_policy_watch,
@@ -153,6 +172,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         service,
         service_port,
         kubeconfig,
+        register_owner,
         register_timeout,
     } = args;
     let state_dir = state_dir
@@ -187,6 +207,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
             ca_bundle,
             kubeconfig,
             timeout: register_timeout,
+            owner: register_owner,
         }),
     };
     let policies = config.clone().map_or(PolicySource::BuiltinDefault, PolicySource::File);
@@ -215,7 +236,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         evaluator,
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };
-    let signals = match Signals::install() {
+    let mut signals = match Signals::install() {
         Ok(signals) => signals,
         Err(error) => {
             let _ = writeln!(err, "error: cannot install the signal handlers: {error}");
@@ -229,10 +250,32 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
             return EXIT_USAGE;
         }
     };
+    if let Some(path) = &ready_file {
+        let ready = ReadyFile {
+            listen: server.addr,
+            health_listen: server.health_addr,
+            pid: std::process::id(),
+        };
+        if let Err(error) = ready.write(path) {
+            let _ = writeln!(err, "error: {error}");
+            server.shutdown().await;
+            return EXIT_USAGE;
+        }
+    }
     if let Some(ca) = dev_ca {
         let _ = print_dev_hints(out, &server, &ca, &state_dir);
     }
     signals.serve_until_stopped(&server).await;
+    if let Some(delay) = shutdown_delay {
+        server.stop_being_ready();
+        tracing::info!(?delay, "not ready; still serving until the shutdown delay has passed");
+        signals.wait_for_stop_or(delay).await;
+    }
+    if let Some(path) = &ready_file
+        && let Err(error) = ReadyFile::remove(path)
+    {
+        tracing::warn!(%error, "cannot remove the ready file");
+    }
     server.shutdown().await;
     0
 }
@@ -256,13 +299,22 @@ impl Signals {
     }
 
     /// Serves until SIGTERM or SIGINT; reloads on SIGHUP.
-    async fn serve_until_stopped(mut self, server: &RunningServer) {
+    async fn serve_until_stopped(&mut self, server: &RunningServer) {
         loop {
             tokio::select! {
                 _ = self.terminate.recv() => { tracing::info!("SIGTERM: shutting down gracefully"); return; }
                 _ = self.interrupt.recv() => { tracing::info!("SIGINT: shutting down gracefully"); return; }
                 _ = self.hangup.recv() => { tracing::info!("SIGHUP: reloading the policy set"); server.reload_policies().await; }
             }
+        }
+    }
+
+    /// Waits `delay`, or less if SIGTERM or SIGINT arrives again.
+    async fn wait_for_stop_or(&mut self, delay: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = self.terminate.recv() => tracing::info!("SIGTERM again: ending the shutdown delay"),
+            _ = self.interrupt.recv() => tracing::info!("SIGINT again: ending the shutdown delay"),
         }
     }
 }

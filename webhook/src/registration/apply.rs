@@ -4,15 +4,30 @@
 //! policy set changes, so a rotated CA never leaves a stale `caBundle` behind
 //! and a removed policy never leaves a webhook that calls a path that is gone.
 //!
+//! Registration is safe by construction (see deploy/README.md):
+//!
+//! - the configurations are applied only once wasmhook's Service has a ready
+//!   endpoint ([`Registrar::service_is_ready`]): a first install whose pods
+//!   never become ready, or that fails halfway, leaves no webhook behind that
+//!   would refuse the cluster's writes;
+//! - they are owned (`ownerReferences`) by the ClusterRole that grants the
+//!   registration, which the same `kubectl apply -k` creates: `kubectl delete
+//!   -k` deletes it, and Kubernetes' garbage collector then deletes the
+//!   configurations — no webhook outlives the installation.
+//!
 //! Every call to the API server is bounded in time: without a reachable
-//! cluster, start-up fails with a clear error instead of hanging.
+//! cluster, or without the rights the registration needs, start-up fails
+//! with a clear error instead of hanging.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
 use super::{Trust, WebhookConfigurations, WebhookTarget};
 use crate::config::PolicySet;
@@ -37,7 +52,16 @@ pub struct RegisterConfig {
     pub kubeconfig: Option<PathBuf>,
     /// How long start-up keeps trying, and the bound on each call.
     pub timeout: Duration,
+    /// The ClusterRole that owns the configurations (the one that grants
+    /// this registration): deleting it deletes them.
+    pub owner: String,
 }
+
+/// The default owner: deploy/base's ClusterRole for the registration.
+pub const DEFAULT_OWNER: &str = "wasmhook-register";
+
+/// The label by which EndpointSlices name their Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// Why registration failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +80,31 @@ pub enum RegisterError {
     /// The target is invalid (namespace, service or port).
     #[error("{0}")]
     Target(String),
+    /// The owning ClusterRole cannot be read.
+    #[error(
+        "cannot read ClusterRole {name:?} at {server}, which must own the webhook configurations \
+         (--register-owner): {reason}"
+    )]
+    Owner {
+        /// The ClusterRole's name.
+        name: String,
+        /// The API server's URL.
+        server: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The Service's EndpointSlices cannot be listed.
+    #[error("cannot list the EndpointSlices of Service {namespace}/{service} at {server}: {reason}")]
+    Endpoints {
+        /// wasmhook's namespace.
+        namespace: String,
+        /// wasmhook's Service.
+        service: String,
+        /// The API server's URL.
+        server: String,
+        /// What happened.
+        reason: String,
+    },
     /// The API server refused or could not be reached in time.
     #[error("cannot apply {kind} {name:?} at {server}: {reason}")]
     Apply {
@@ -75,6 +124,8 @@ pub struct Registrar {
     client: kube::Client,
     server: String,
     config: RegisterConfig,
+    /// The owning ClusterRole, once read ([`Registrar::resolve_owner`]).
+    owner: Mutex<Option<OwnerReference>>,
     /// What was last applied, to apply again only on a change.
     last_applied: Mutex<Option<(MutatingWebhookConfiguration, ValidatingWebhookConfiguration)>>,
 }
@@ -103,8 +154,68 @@ impl Registrar {
             client,
             server,
             config,
+            owner: Mutex::new(None),
             last_applied: Mutex::new(None),
         })
+    }
+
+    /// Reads the owning ClusterRole, retrying with back-off until the
+    /// start-up timeout: this is also where start-up learns that the API
+    /// server is reachable and that the credentials are good.
+    pub async fn resolve_owner(&self) -> Result<(), RegisterError> {
+        let api: Api<ClusterRole> = Api::all(self.client.clone());
+        let name = self.config.owner.as_str();
+        let role = retry_until(self.config.timeout, || async {
+            match tokio::time::timeout(self.config.timeout, api.get(name)).await {
+                Ok(result) => result.map_err(|error| error.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
+            }
+        })
+        .await
+        .map_err(|reason| RegisterError::Owner {
+            name: name.to_owned(),
+            server: self.server.clone(),
+            reason,
+        })?;
+        let uid = role.metadata.uid.ok_or_else(|| RegisterError::Owner {
+            name: name.to_owned(),
+            server: self.server.clone(),
+            reason: "the API server returned it without a uid".into(),
+        })?;
+        *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(OwnerReference {
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: "ClusterRole".into(),
+            name: name.to_owned(),
+            uid,
+            ..OwnerReference::default()
+        });
+        Ok(())
+    }
+
+    /// Whether wasmhook's Service has at least one ready endpoint, so the API
+    /// server can reach a wasmhook that answers. (An endpoint whose `ready`
+    /// condition is unset counts as ready, as the API documents.)
+    pub async fn service_is_ready(&self) -> Result<bool, RegisterError> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        let params = ListParams::default().labels(&format!("{SERVICE_NAME_LABEL}={}", self.config.service));
+        let failed = |reason: String| RegisterError::Endpoints {
+            namespace: self.config.namespace.clone(),
+            service: self.config.service.clone(),
+            server: self.server.clone(),
+            reason,
+        };
+        let slices = match tokio::time::timeout(self.config.timeout, api.list(&params)).await {
+            Ok(Ok(slices)) => slices,
+            Ok(Err(error)) => return Err(failed(error.to_string())),
+            Err(_) => return Err(failed(format!("no answer within {:?}", self.config.timeout))),
+        };
+        Ok(slices.items.iter().flat_map(|slice| &slice.endpoints).any(|endpoint| {
+            endpoint
+                .conditions
+                .as_ref()
+                .and_then(|conditions| conditions.ready)
+                .unwrap_or(true)
+        }))
     }
 
     /// Applies the configurations for `set` unless they equal what was last
@@ -150,23 +261,11 @@ impl Registrar {
         })
     }
 
-    /// Applies, retrying with back-off until the start-up timeout; the error
-    /// is the last attempt's.
-    pub async fn apply_at_startup(&self, set: &PolicySet) -> Result<(), RegisterError> {
-        let deadline = Instant::now() + self.config.timeout;
-        let mut pause = Duration::from_millis(200);
-        loop {
-            match self.apply(set).await {
-                Ok(_) => return Ok(()),
-                Err(error @ (RegisterError::CaBundle { .. } | RegisterError::Target(_))) => return Err(error),
-                Err(error) if Instant::now() + pause >= deadline => return Err(error),
-                Err(error) => {
-                    tracing::warn!(%error, "registration failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+    /// Checks what can be checked before the Service is ready: the CA
+    /// bundle and the target (namespace, service, port), so that a mistake
+    /// in them fails start-up at once instead of after the first endpoint.
+    pub fn check(&self, set: &PolicySet) -> Result<(), RegisterError> {
+        self.desired(set).map(drop)
     }
 
     /// The configurations to apply now: the current CA bundle file, the set.
@@ -191,6 +290,33 @@ impl Registrar {
             trust,
         )
         .map_err(|error| RegisterError::Target(error.to_string()))?;
-        Ok(WebhookConfigurations::build_complete(set, &target))
+        let (mut mutating, mut validating) = WebhookConfigurations::build_complete(set, &target);
+        let owner = self.owner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        mutating.metadata.owner_references = owner.clone().map(|owner| vec![owner]);
+        validating.metadata.owner_references = owner.map(|owner| vec![owner]);
+        Ok((mutating, validating))
+    }
+}
+
+/// Calls `attempt` until it succeeds, pausing 200 ms, then twice as long each
+/// time (at most 2 s), until `within` has passed; the error is the last
+/// attempt's.
+async fn retry_until<T, F, Fut>(within: Duration, mut attempt: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() + pause >= deadline => return Err(error),
+            Err(error) => {
+                tracing::warn!(%error, "registration: retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! says what was wrong; nothing a client sends can take the server down.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -34,6 +35,9 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Policies, or the benchmark baseline.
     pub evaluator: Evaluator,
+    /// Set when shutdown has begun: `/readyz` answers 503 from then on, so
+    /// the endpoints stop sending reviews while the server still answers them.
+    pub shutting_down: AtomicBool,
 }
 
 /// The admission router (served over TLS).
@@ -41,6 +45,7 @@ pub fn admission_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/{mode}/{policy}", post(review))
         .fallback(not_found)
+        .layer(super::unread_body::DrainUnreadLayer)
         .with_state(state)
 }
 
@@ -290,11 +295,22 @@ async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes,
     }
 }
 
-/// Readiness, with each policy's state. Ready as soon as the server serves:
+/// Readiness, with each policy's state. Not ready once shutdown has begun.
+/// Ready as soon as the server serves:
 /// start-up loads every policy before binding, and a failed reload keeps the
 /// previous version serving (turning every replica unready at once would take
 /// admission down cluster-wide); such failures are listed here.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "ready": false,
+                "reason": "shutting down: still answering reviews until the endpoints stop sending them",
+            })),
+        )
+            .into_response();
+    }
     let snapshot = state.store.snapshot();
     let policies: serde_json::Map<String, serde_json::Value> = snapshot
         .policies
