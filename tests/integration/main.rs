@@ -2,6 +2,7 @@
 //! against real compiled policy components, real TLS on loopback and a real
 //! HTTPS client.
 
+mod cluster_context;
 mod deploy;
 mod engine;
 mod eval_cli;

@@ -73,6 +73,8 @@ pub struct PolicyConfig {
     pub object_selector: Option<LabelSelector>,
     /// CEL conditions the API server checks before calling the webhook.
     pub match_conditions: Vec<MatchCondition>,
+    /// The cluster objects the policy may read (`context:`), each kind once.
+    pub context: Vec<crate::context::Declaration>,
 }
 
 /// Which policy of a set an error is about.
@@ -323,7 +325,7 @@ impl PolicySet {
             .filter_map(|builtin| {
                 Some(PolicyConfig {
                     name: builtin.name.to_owned(),
-                    rules: raw::builtin_rules(builtin.name)?,
+                    rules: raw::builtin_rules(builtin.name, &[])?,
                     module: ModuleSource::Builtin(builtin.name),
                     sha256: None,
                     enforcement: Enforcement::default(),
@@ -332,6 +334,7 @@ impl PolicySet {
                     namespace_selector: None,
                     object_selector: None,
                     match_conditions: Vec::new(),
+                    context: Vec::new(),
                 })
             })
             .collect();
@@ -342,6 +345,20 @@ impl PolicySet {
     pub fn get(&self, name: &str) -> Option<&PolicyConfig> {
         self.policies.iter().find(|policy| policy.name == name)
     }
+}
+
+/// Reads a `context:` list (as a policy set writes it) into declarations;
+/// the error names the field and says what is wrong.
+pub fn context_declarations(value: Value) -> Result<Vec<crate::context::Declaration>, String> {
+    raw::context_declarations(value).map_err(|invalid| match invalid.field {
+        Some(field) => format!("{field}: {}", invalid.message),
+        None => invalid.message,
+    })
+}
+
+/// The kinds the built-in policy `name` reads when they are declared.
+pub fn builtin_context(name: &str) -> Vec<crate::context::ResourceKind> {
+    raw::builtin_context(name)
 }
 
 impl PolicyConfig {

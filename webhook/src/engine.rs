@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use wasmhook_rawjson::ContainerIndex;
 use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::context::PolicyContext;
 use wasmtime::{Config, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store};
 
 pub use bindings::Verdict;
@@ -218,6 +220,10 @@ impl Engine {
             &mut linker,
             |state| state,
         )?;
+        bindings::wasmhook::policy::cluster_context::add_to_linker::<HostState, HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )?;
 
         Ok(Self {
             inner: Arc::new(EngineInner {
@@ -265,6 +271,7 @@ impl Engine {
         let sha256 = sha256_hex(wasm);
         let (pre, cache) = self.linked(name, wasm, &sha256)?;
         let policy = CompiledPolicy {
+            context: None,
             inner: Arc::new(PolicyInner {
                 gate: Gate::new(self.per_policy_slots()),
                 name: name.to_owned(),
@@ -300,7 +307,10 @@ impl Engine {
         let mut inner = Arc::into_inner(policy.inner).expect("no other reference exists during load");
         inner.load_time = started.elapsed();
         tracing::debug!(policy = name, sha256 = %inner.sha256, cache = ?cache, elapsed = ?inner.load_time, "policy loaded");
-        Ok(CompiledPolicy { inner: Arc::new(inner) })
+        Ok(CompiledPolicy {
+            inner: Arc::new(inner),
+            context: None,
+        })
     }
 
     /// How many evaluation slots one policy may hold.
@@ -371,6 +381,9 @@ impl Engine {
 pub struct RequestText<'a> {
     json: &'a str,
     containers: Option<&'a ContainerIndex>,
+    /// The request's namespace, when the caller has read it (for policies
+    /// whose context is scoped to it; read from `json` otherwise).
+    namespace: Option<Option<&'a str>>,
 }
 
 impl<'a> RequestText<'a> {
@@ -379,13 +392,41 @@ impl<'a> RequestText<'a> {
         Self {
             json,
             containers: Some(containers),
+            namespace: None,
+        }
+    }
+
+    /// The same text, whose `namespace` the caller has read.
+    pub fn in_namespace(self, namespace: Option<&'a str>) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self
+        }
+    }
+
+    /// The request's namespace: as given, else read from the text.
+    fn namespace(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Namespace {
+            namespace: Option<String>,
+        }
+        match self.namespace {
+            Some(namespace) => namespace.map(str::to_owned),
+            None => serde_json::from_str::<Namespace>(self.json)
+                .ok()
+                .and_then(|request| request.namespace)
+                .filter(|namespace| !namespace.is_empty()),
         }
     }
 }
 
 impl<'a> From<&'a str> for RequestText<'a> {
     fn from(json: &'a str) -> Self {
-        Self { json, containers: None }
+        Self {
+            json,
+            containers: None,
+            namespace: None,
+        }
     }
 }
 
@@ -405,6 +446,9 @@ pub struct Evaluation {
 #[derive(Clone)]
 pub struct CompiledPolicy {
     inner: Arc<PolicyInner>,
+    /// What the policy may read of the cluster (its `context:`); `None`
+    /// without one, and every read is refused as undeclared.
+    context: Option<PolicyContext>,
 }
 
 struct PolicyInner {
@@ -429,6 +473,17 @@ impl CompiledPolicy {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The same policy, reading the cluster through `context` (its policy-set
+    /// entry's `context:`; `None` for none). The compiled code is shared.
+    pub fn with_context(self, context: Option<PolicyContext>) -> Self {
+        Self { context, ..self }
+    }
+
+    /// What the policy may read of the cluster.
+    pub fn context(&self) -> Option<&PolicyContext> {
+        self.context.as_ref()
     }
 
     /// The sha256 of the component it was loaded from.
@@ -615,7 +670,11 @@ pub struct PolicyInstance<'p> {
 impl PolicyInstance<'_> {
     /// Evaluates one request (the JSON of an AdmissionReview's `request`).
     pub async fn evaluate<'r>(&mut self, request: impl Into<RequestText<'r>>) -> Result<Verdict, PolicyFailure> {
-        let RequestText { json, containers } = request.into();
+        let request = request.into();
+        if let Some(context) = &self.policy.context {
+            self.store.data_mut().context = Some(context.for_request(request.namespace()));
+        }
+        let RequestText { json, containers, .. } = request;
         let settings = self.policy.inner.settings.as_str();
         if self.policy.inner.reads_layout {
             // Found natively, once: the policy then skips what it does not

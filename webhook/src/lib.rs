@@ -5,6 +5,8 @@
 //!
 //! - [`engine`]: compiles policy components and evaluates requests in
 //!   sandboxed, bounded instances;
+//! - [`context`]: the cluster objects policies may read (declared per
+//!   policy; served from watch caches, or from files offline);
 //! - [`review`]: reads AdmissionReviews; [`response`]: maps verdicts to
 //!   AdmissionResponses; [`patch`]: computes and verifies JSON Patches;
 //! - [`policy`]: how a policy is applied (mode, action, failure policy);
@@ -19,6 +21,7 @@
 pub mod builtin;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod duration;
 pub mod engine;
 pub mod manifest;

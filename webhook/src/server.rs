@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 pub use app::{answer_margin, budget_within};
 pub use listener::ConnectionTimeouts;
 
+use crate::context::watch::ContextWatches;
 use crate::engine::{Engine, EngineConfig};
 use crate::registration::{RegisterConfig, RegisterError, Registrar};
 use crate::tls::{ReloadOutcome, ReloadingCert, TlsError, TlsFiles};
@@ -61,6 +62,19 @@ pub struct ServerConfig {
     /// How reviews are decided: by the policies, except in the benchmark
     /// baseline.
     pub evaluator: Evaluator,
+    /// Where policies with a `context:` read the cluster from.
+    pub context: ContextConfig,
+}
+
+/// The cluster the context watches follow (only when a policy declares
+/// `context:`).
+#[derive(Debug, Clone)]
+pub struct ContextConfig {
+    /// A kubeconfig file; `None` infers (in-cluster service account, then
+    /// `KUBECONFIG` / `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Bounds discovery of each declared kind.
+    pub timeout: Duration,
 }
 
 /// How the server decides a review once it has been read and parsed.
@@ -97,6 +111,10 @@ impl ServerConfig {
             },
             registration: None,
             evaluator: Evaluator::Policies,
+            context: ContextConfig {
+                kubeconfig: None,
+                timeout: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -149,12 +167,26 @@ impl RunningServer {
             long_running_slots = engine.long_running_slots(),
             "policy engine ready"
         );
+        let (shutdown, stopping) = watch::channel(false);
+        let context = Arc::new(ContextWatches::new(
+            config.context.kubeconfig.clone(),
+            config.context.timeout,
+            stopping.clone(),
+        ));
         let store = {
             let metrics = metrics.clone();
             let source = config.policies.clone();
-            tokio::task::spawn_blocking(move || PolicyStore::load(engine, source, metrics))
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || PolicyStore::load(engine, source, metrics, context))
                 .await
-                .expect("loading policies does not panic")?
+                .expect("loading policies does not panic")
+        };
+        let store = match store {
+            Ok(store) => store,
+            Err(error) => {
+                let _ = shutdown.send(true);
+                return Err(error.into());
+            }
         };
         let store = Arc::new(store);
         let certificate = ReloadingCert::load(config.tls.clone())?;
@@ -175,8 +207,8 @@ impl RunningServer {
             body_timeout: config.timeouts.header_read,
             evaluator: config.evaluator,
             shutting_down: AtomicBool::new(false),
+            context,
         });
-        let (shutdown, stopping) = watch::channel(false);
         let mut tasks = vec![
             tokio::spawn(listener::serve(
                 admission,

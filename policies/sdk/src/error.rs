@@ -1,4 +1,7 @@
-//! The one error type of the SDK: why a policy could not reach a verdict.
+//! The SDK's error type: why a policy could not reach a verdict. (Reads of
+//! cluster objects have their own, [`ContextError`], which converts into it.)
+
+use crate::context::ContextError;
 
 /// A failure of the policy itself, as opposed to a denial.
 ///
@@ -33,6 +36,11 @@ pub enum PolicyError {
         /// What went wrong.
         reason: String,
     },
+    /// A read of cluster objects failed (see [`crate::context`]). `?` on a
+    /// [`ContextError`] in [`Policy::evaluate`](crate::Policy::evaluate)
+    /// makes it this.
+    #[error("cluster context: {0}")]
+    Context(#[from] ContextError),
     /// Any other reason the policy could not decide.
     #[error("{0}")]
     Other(String),

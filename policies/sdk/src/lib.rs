@@ -41,7 +41,15 @@
 //! onto the original. Fields the typed view does not know — newer API fields,
 //! CRD extras — are never dropped, so the server's JSON Patch holds exactly the
 //! intended operations.
+//!
+//! ## Reading the cluster
+//!
+//! A policy whose entry in the policy set declares `context:` can read the
+//! objects already in the cluster — the Service a StatefulSet names, the
+//! StatefulSets in a namespace — with [`context::get`] and [`context::list`],
+//! answered from the server's watch caches.
 
+pub mod context;
 pub mod heap;
 pub mod object;
 mod pointer;

@@ -8,6 +8,10 @@
 //! - Check the verdict with [`assert_unchanged`], [`denial_message`] and
 //!   [`mutated_object`], which panic with the whole verdict when it is not
 //!   what the test expects.
+//! - Give the evaluation a cluster to read through [`crate::context`] with
+//!   [`TestRequest::with_cluster`] (objects, or a [`ClusterObjects`] that
+//!   declares kinds or makes reads fail); without one every read is
+//!   `NotDeclared`, as on a server whose policy set declares no `context:`.
 //! - Check settings with [`validate_settings`], replay a recorded
 //!   AdmissionReview with [`evaluate_review`], or evaluate hand-written
 //!   request JSON with [`evaluate`].
@@ -103,8 +107,10 @@ use serde_json::Value;
 
 use crate::{Policy, Verdict, guest};
 
+pub(crate) mod cluster;
 mod request;
 
+pub use cluster::ClusterObjects;
 pub use request::{TestRequest, create, delete, update};
 
 /// Parses `settings_json` as the server's load step does and runs the

@@ -12,10 +12,44 @@
 //!   cryptic);
 //! - warns when the StatefulSet's name is longer than 52 characters: the
 //!   `controller-revision-hash` label of its pods would exceed 63 characters and
-//!   no pod could be created.
+//!   no pod could be created;
+//! - with cluster context (below), checks the Service that `serviceName`
+//!   names.
 //!
 //! `serviceName` is immutable, so UPDATE is never mutated; UPDATE and DELETE
 //! are allowed.
+//!
+//! ## The Service, with cluster context
+//!
+//! When the policy set declares `context: [{apiVersion: v1, kind: Service}]`
+//! for this policy (scope `Cluster` or `RequestNamespace`: only the request's
+//! namespace is read), the policy reads the Service that `spec.serviceName`
+//! names — as given, or as just filled in — in the StatefulSet's namespace,
+//! and reports:
+//!
+//! - (a) `missing`: there is no such Service;
+//! - (b) `notHeadless`: the Service is not headless (`spec.clusterIP` is not
+//!   `None`), so the pods get no stable DNS names;
+//! - (c) `selectorMismatch`: the Service's `spec.selector` does not select
+//!   the pod template's labels (or it has none), naming the labels on both
+//!   sides;
+//! - (d) always a warning: the Service is headless but does not set
+//!   `publishNotReadyAddresses: true` while the StatefulSet starts its pods
+//!   in parallel (`podManagementPolicy: Parallel`), so starting pods cannot
+//!   find each other by DNS.
+//!
+//! Each of (a)–(c) is an admission warning by default, or a denial
+//! (`serviceChecks: {missing: deny}`); a mutation (the filled-in
+//! `serviceName`) is kept along with the warnings. The context is a watch
+//! cache, which lags the API server by the watch's latency: a Service
+//! created in the same `kubectl apply` as its StatefulSet, or just before,
+//! may not be seen yet. That is why `missing` warns by default; deny it only
+//! where Services are created well before their StatefulSets.
+//!
+//! Without `context:` (the read is refused as not declared) the policy
+//! behaves exactly as without these checks. When the Service cannot be read
+//! — the server's cache has not finished its first list, or the cluster
+//! serves no Services — one warning says so and why; nothing is denied.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +58,10 @@ use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelect
 use wasmhook_policy::{
     Metadata, NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector, validation,
 };
+
+mod service;
+
+pub use service::{Enforcement, ServiceChecks};
 
 /// Longest StatefulSet name whose pods can be created: the pods'
 /// `controller-revision-hash` label is the name plus an 11-character hash
@@ -39,6 +77,9 @@ pub struct Settings {
     pub service_name_template: String,
     /// Namespaces whose StatefulSets are never touched.
     pub skip_namespaces: Vec<String>,
+    /// What to do about each finding on the Service `serviceName` names,
+    /// when the policy has cluster context (see the crate documentation).
+    pub service_checks: ServiceChecks,
 }
 
 impl Default for Settings {
@@ -46,6 +87,7 @@ impl Default for Settings {
         Self {
             service_name_template: "{name}-headless".into(),
             skip_namespaces: Vec::new(),
+            service_checks: ServiceChecks::default(),
         }
     }
 }
@@ -88,8 +130,13 @@ impl Policy for StatefulSetServiceName {
         let name = request.object_name()?;
         let name = name.as_ref();
         let display = NamespacedName::new(Some(namespace), name);
-        let (selector, template_labels, service_name) =
-            (spec.selector, spec.template.metadata.labels, spec.service_name);
+        let SpecView {
+            selector,
+            service_name,
+            template,
+            pod_management_policy,
+        } = spec;
+        let template_labels = template.metadata.labels;
 
         if let Some(mismatch) = selector_mismatch(&selector, &template_labels) {
             return Ok(Verdict::deny(format!(
@@ -98,9 +145,9 @@ impl Policy for StatefulSetServiceName {
             )));
         }
 
-        let mut verdict = match service_name.as_deref().filter(|service| !service.is_empty()) {
-            Some(service_name) => match validation::dns1035_label(service_name) {
-                Ok(()) => Verdict::allow(),
+        let (verdict, service_name) = match service_name.filter(|service| !service.is_empty()) {
+            Some(service_name) => match validation::dns1035_label(&service_name) {
+                Ok(()) => (Verdict::allow(), service_name),
                 Err(reason) => {
                     return Ok(Verdict::deny(format!(
                         "StatefulSet {display}: spec.serviceName {service_name:?} is not a valid Service \
@@ -124,19 +171,33 @@ impl Policy for StatefulSetServiceName {
                     )));
                 }
                 let mut object = request.mutable_object()?;
-                object.set("/spec/serviceName", service_name)?;
-                Verdict::mutate(object)
+                object.set("/spec/serviceName", service_name.as_str())?;
+                (Verdict::mutate(object), service_name)
             }
         };
 
+        let mut warnings = Vec::new();
         if name.len() > MAX_WORKABLE_NAME {
-            verdict = verdict.with_warning(format!(
+            warnings.push(format!(
                 "StatefulSet name {name:?} has {} characters; above {MAX_WORKABLE_NAME} its pods cannot be \
                  created (their controller-revision-hash label would exceed 63 characters)",
                 name.len()
             ));
         }
-        Ok(verdict)
+        let statefulset = service::StatefulSet {
+            name,
+            namespace,
+            selector: &selector,
+            template_labels: &template_labels,
+            parallel: pod_management_policy.as_deref() == Some("Parallel"),
+        };
+        let findings = service::check(&statefulset, &service_name, &settings.service_checks);
+        warnings.extend(findings.warnings);
+        let verdict = match findings.denials.is_empty() {
+            true => verdict,
+            false => Verdict::deny(findings.denials.join(" ")),
+        };
+        Ok(warnings.into_iter().fold(verdict, Verdict::with_warning))
     }
 }
 
@@ -157,6 +218,7 @@ struct SpecView {
     selector: LabelSelector,
     service_name: Option<String>,
     template: TemplateView,
+    pod_management_policy: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::EXIT_USAGE;
 use crate::builtin::ModuleSource;
+use crate::context::{PolicyContext, ResourceKind, files};
 use crate::engine::{Engine, EngineConfig, Limits};
 use crate::manifest::{self, RequestSpec};
 use crate::policy::{Action, Enforcement, FailurePolicy, Mode};
@@ -65,9 +66,49 @@ pub struct EvalArgs {
     /// Do not use the compile cache.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+    /// Cluster objects the policy may read (`cluster-context`): YAML or JSON
+    /// documents, or Lists, as `kubectl get -o yaml` writes them. Every kind
+    /// in the files is declared, and the kinds a built-in reads; repeatable.
+    #[arg(long = "context", value_name = "FILE")]
+    context: Vec<PathBuf>,
+    /// Declare a kind without objects in the --context files (`v1/Service`,
+    /// `apps/v1/StatefulSet`): the policy reads it as empty; repeatable.
+    #[arg(long = "context-kind", value_name = "APIVERSION/KIND", value_parser = parse_kind)]
+    context_kinds: Vec<ResourceKind>,
     /// Output: a human summary, or the full AdmissionReview response as JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     output: OutputFormat,
+}
+
+/// The objects of every --context file; the kinds of the files, of
+/// --context-kind and of a built-in declared.
+fn read_context(args: &EvalArgs, source: &ModuleSource) -> Result<PolicyContext, String> {
+    let mut documents = Vec::new();
+    for path in &args.context {
+        documents.extend(files::read_objects(path).map_err(|error| error.to_string())?);
+    }
+    let mut also = args.context_kinds.clone();
+    if let ModuleSource::Builtin(name) = source {
+        also.extend(crate::config::builtin_context(name));
+    }
+    let origin = args
+        .context
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let origin = if origin.is_empty() { "--context-kind".to_owned() } else { origin };
+    files::offline_context(&origin, documents, None, &also).map_err(|error| error.to_string())
+}
+
+/// `v1/Service` or `apps/v1/StatefulSet`.
+fn parse_kind(text: &str) -> Result<ResourceKind, String> {
+    match text.rsplit_once('/') {
+        Some((api_version, kind)) if !api_version.is_empty() && !kind.is_empty() => {
+            Ok(ResourceKind::new(api_version, kind))
+        }
+        _ => Err(format!("{text:?} is not APIVERSION/KIND, e.g. v1/Service or apps/v1/StatefulSet")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -125,6 +166,11 @@ fn evaluate(args: &EvalArgs) -> Result<(AdmissionInput, Decision), String> {
     let policy = engine
         .load(&name, &wasm, &settings, limits)
         .map_err(|error| format!("{error} (module {})", source.display_name()))?;
+    let policy = if args.context.is_empty() && args.context_kinds.is_empty() {
+        policy
+    } else {
+        policy.with_context(Some(read_context(args, &source)?))
+    };
     let enforcement = Enforcement {
         mode: args.mode,
         action: args.action,

@@ -19,7 +19,9 @@ use crate::manifest::{self, RequestSpec};
 use crate::registration::RegisterConfig;
 use crate::server::ready_file::ReadyFile;
 use crate::server::registry::PolicySource;
-use crate::server::{ConnectionTimeouts, DEFAULT_MAX_BODY_BYTES, Evaluator, RunningServer, ServerConfig};
+use crate::server::{
+    ConnectionTimeouts, ContextConfig, DEFAULT_MAX_BODY_BYTES, Evaluator, RunningServer, ServerConfig,
+};
 use crate::tls::TlsFiles;
 
 /// Arguments of `wasmhook serve`. Every flag has an environment-variable twin.
@@ -115,7 +117,8 @@ pub struct ServeArgs {
     /// beside a Service named wasmhook.)
     #[arg(long, env = "WASMHOOK_WEBHOOK_PORT", default_value_t = crate::registration::DEFAULT_PORT)]
     service_port: u16,
-    /// Kubeconfig for --register [default: in-cluster, then KUBECONFIG or ~/.kube/config].
+    /// Kubeconfig for --register and for the watches of policies that declare
+    /// `context:` [default: in-cluster, then KUBECONFIG or ~/.kube/config].
     #[arg(long, env = "WASMHOOK_KUBECONFIG", value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// The ClusterRole that owns the registered webhook configurations (the
@@ -205,7 +208,7 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
             service,
             port: service_port,
             ca_bundle,
-            kubeconfig,
+            kubeconfig: kubeconfig.clone(),
             timeout: register_timeout,
             owner: register_owner,
         }),
@@ -234,6 +237,10 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         },
         registration,
         evaluator,
+        context: ContextConfig {
+            kubeconfig,
+            timeout: register_timeout,
+        },
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };
     let mut signals = match Signals::install() {

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{PolicyConfig, quantity};
+use crate::context::{Declaration, ResourceKind, Scope};
 use crate::builtin::{self, ModuleSource};
 use crate::engine::Limits;
 use crate::policy::{Action, Enforcement, FailurePolicy, Mode};
@@ -51,6 +52,17 @@ struct RawPolicy {
     object_selector: Option<RawSelector>,
     #[serde(default)]
     match_conditions: Vec<RawMatchCondition>,
+    #[serde(default)]
+    context: Vec<RawDeclaration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDeclaration {
+    api_version: String,
+    kind: String,
+    #[serde(default)]
+    scope: Scope,
 }
 
 #[derive(Deserialize)]
@@ -157,13 +169,14 @@ pub(super) fn policy(entry: Value, base_dir: &Path, max_memory: usize) -> Result
         None => default_memory,
         Some(value) => memory(value, max_memory).map_err(|message| invalid("memoryLimit", message))?,
     };
+    let context = convert_context(raw.context)?;
     let rules = match (raw.rules, &module) {
         (Some(rules), _) => rules
             .into_iter()
             .enumerate()
             .map(|(index, rule)| convert_rule(rule, &format!("rules[{index}]")))
             .collect::<Result<Vec<_>, _>>()?,
-        (None, ModuleSource::Builtin(name)) => builtin_rules(name)
+        (None, ModuleSource::Builtin(name)) => builtin_rules(name, &context)
             .ok_or_else(|| invalid("rules", format!("required: the built-in {name} has no default rules")))?,
         (None, ModuleSource::File(_)) => {
             return Err(invalid(
@@ -200,7 +213,74 @@ pub(super) fn policy(entry: Value, base_dir: &Path, max_memory: usize) -> Result
         namespace_selector,
         object_selector,
         match_conditions,
+        context,
     })
+}
+
+/// A `context:` list as written (in a policy set or a test suite's policy):
+/// each kind once, with an apiVersion and a kind. The error names the field.
+pub(super) fn context_declarations(value: Value) -> Result<Vec<Declaration>, Invalid> {
+    let raw: Vec<RawDeclaration> = serde_path_to_error::deserialize(value).map_err(|error| {
+        let (field, message) = split_error(error);
+        Invalid {
+            field: Some(match field {
+                Some(field) if field.starts_with('[') => format!("context{field}"),
+                Some(field) => format!("context.{field}"),
+                None => "context".to_owned(),
+            }),
+            message,
+        }
+    })?;
+    convert_context(raw)
+}
+
+/// The kinds a built-in policy reads when they are declared: what `wasmhook
+/// eval --context` declares for it, and what its documentation shows.
+pub(super) fn builtin_context(name: &str) -> Vec<ResourceKind> {
+    match name {
+        "statefulset-service-name" => vec![ResourceKind::new("v1", "Service")],
+        "headless-service" => vec![ResourceKind::new("apps/v1", "StatefulSet")],
+        _ => Vec::new(),
+    }
+}
+
+/// A policy's `context:`: each kind once, with an apiVersion and a kind.
+fn convert_context(raw: Vec<RawDeclaration>) -> Result<Vec<Declaration>, Invalid> {
+    let mut declarations: Vec<Declaration> = Vec::new();
+    for (index, entry) in raw.into_iter().enumerate() {
+        let at = |field: &str| format!("context[{index}].{field}");
+        let version_ok = entry
+            .api_version
+            .split('/')
+            .all(|part| !part.is_empty() && !part.contains(char::is_whitespace))
+            && entry.api_version.matches('/').count() <= 1;
+        if !version_ok {
+            return Err(invalid(
+                at("apiVersion"),
+                format!(
+                    "{:?} is not an apiVersion (`v1` for the core group, `group/version` otherwise, e.g. apps/v1)",
+                    entry.api_version
+                ),
+            ));
+        }
+        let kind_ok = entry.kind.starts_with(|c: char| c.is_ascii_uppercase())
+            && entry.kind.chars().all(|c| c.is_ascii_alphanumeric());
+        if !kind_ok {
+            return Err(invalid(
+                at("kind"),
+                format!("{:?} is not a kind (CamelCase, as in the objects: Service, StatefulSet)", entry.kind),
+            ));
+        }
+        let kind = ResourceKind::new(entry.api_version, entry.kind);
+        if declarations.iter().any(|declared| declared.kind == kind) {
+            return Err(invalid(at("kind"), format!("{kind} is declared twice")));
+        }
+        declarations.push(Declaration {
+            kind,
+            scope: entry.scope,
+        });
+    }
+    Ok(declarations)
 }
 
 /// A DNS-1123 label: the name is a URL path segment and a Kubernetes webhook name part.
@@ -299,7 +379,7 @@ fn memory(value: &Value, max_memory: usize) -> Result<usize, String> {
 }
 
 /// The rules of a built-in policy when the policy set gives none.
-pub(super) fn builtin_rules(name: &str) -> Option<Vec<RuleWithOperations>> {
+pub(super) fn builtin_rules(name: &str, context: &[Declaration]) -> Option<Vec<RuleWithOperations>> {
     let rule = |groups: &str, operations: &[&str], resources: &str| RuleWithOperations {
         api_groups: Some(vec![groups.to_owned()]),
         api_versions: Some(vec!["v1".to_owned()]),
@@ -308,7 +388,22 @@ pub(super) fn builtin_rules(name: &str) -> Option<Vec<RuleWithOperations>> {
         scope: None,
     };
     match name {
-        "headless-service" => Some(vec![rule("", &["CREATE", "UPDATE"], "services")]),
+        // With StatefulSets in its context, headless-service also checks the
+        // deletion of a Service a StatefulSet depends on: only then does it
+        // see DELETE (without context it has nothing to say about one, and a
+        // fail-closed webhook on every Service deletion would cost the
+        // cluster its break-glass path for nothing).
+        "headless-service" => {
+            let watches_statefulsets = context
+                .iter()
+                .any(|declared| declared.kind == ResourceKind::new("apps/v1", "StatefulSet"));
+            let operations: &[&str] = if watches_statefulsets {
+                &["CREATE", "UPDATE", "DELETE"]
+            } else {
+                &["CREATE", "UPDATE"]
+            };
+            Some(vec![rule("", operations, "services")])
+        }
         "statefulset-service-name" => Some(vec![rule("apps", &["CREATE"], "statefulsets")]),
         _ => None,
     }

@@ -190,7 +190,7 @@ fn absent_fields_take_their_defaults() {
     );
     assert_eq!(policy.settings, Value::Null);
     assert_eq!(policy.settings_json(), "null");
-    assert_eq!(policy.rules, raw::builtin_rules("headless-service").unwrap());
+    assert_eq!(policy.rules, raw::builtin_rules("headless-service", &[]).unwrap());
     assert_eq!(policy.namespace_selector, None);
     assert_eq!(policy.object_selector, None);
     assert!(policy.match_conditions.is_empty());
@@ -393,4 +393,66 @@ fn settings_are_any_yaml_value_given_as_json() {
     assert_eq!(policy.settings_json(), r#"{"a":[1,"two"],"b":{"c":null}}"#);
     let policy = only("  - name: web\n    module: builtin:headless-service\n    settings: 3\n");
     assert_eq!(policy.settings_json(), "3");
+}
+
+#[test]
+fn context_declarations_are_read_with_their_scope() {
+    use crate::context::{ResourceKind, Scope};
+    let policy = only(
+        "  - name: sts\n    module: builtin:statefulset-service-name\n    context:\n      \
+         - {apiVersion: v1, kind: Service}\n      - {apiVersion: apps/v1, kind: StatefulSet, scope: RequestNamespace}\n",
+    );
+    let declared: Vec<(ResourceKind, Scope)> = policy
+        .context
+        .iter()
+        .map(|declaration| (declaration.kind.clone(), declaration.scope))
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            (ResourceKind::new("v1", "Service"), Scope::Cluster),
+            (ResourceKind::new("apps/v1", "StatefulSet"), Scope::RequestNamespace),
+        ]
+    );
+    assert!(only("  - name: web\n    module: builtin:headless-service\n").context.is_empty());
+}
+
+#[test]
+fn headless_service_sees_deletions_only_with_statefulsets_in_its_context() {
+    let without = only("  - name: web\n    module: builtin:headless-service\n");
+    assert_eq!(without.rules, [rule(&["CREATE", "UPDATE"], &[""], &["services"], None)]);
+    let with = only(
+        "  - name: web\n    module: builtin:headless-service\n    context: [{apiVersion: apps/v1, kind: StatefulSet}]\n",
+    );
+    assert_eq!(with.rules, [rule(&["CREATE", "UPDATE", "DELETE"], &[""], &["services"], None)]);
+}
+
+#[test]
+fn bad_context_declarations_name_the_field() {
+    let cases = [
+        ("[{apiVersion: v1}]", "context[0]", "missing field `kind`"),
+        ("[{apiVersion: v1, kind: service}]", "context[0].kind", "\"service\" is not a kind"),
+        ("[{apiVersion: apps/v1/x, kind: Service}]", "context[0].apiVersion", "is not an apiVersion"),
+        ("[{apiVersion: v1, kind: Service, scope: Namespace}]", "context[0].scope", "unknown variant `Namespace`"),
+        (
+            "[{apiVersion: v1, kind: Service}, {apiVersion: v1, kind: Service}]",
+            "context[1].kind",
+            "v1 Service is declared twice",
+        ),
+        ("[{apiVersion: v1, kind: Service, verbs: [get]}]", "context[0]", "unknown field `verbs`"),
+    ];
+    for (context, field, expected) in cases {
+        let message = entry_error(&format!(
+            "  - name: second\n    module: builtin:headless-service\n    context: {context}\n"
+        ));
+        assert!(
+            message.contains(&format!("policy \"second\" (policies[1]): {field}: ")) || message.contains(field),
+            "{context}: {message}"
+        );
+        assert!(message.contains(expected), "{context}: {message}");
+    }
+    assert_eq!(
+        crate::config::context_declarations(serde_json::json!([{"apiVersion": "v1"}])).unwrap_err(),
+        "context[0]: missing field `kind`"
+    );
 }

@@ -1,8 +1,9 @@
 //! What a policy instance sees of the host: a WASI preview-2 context that
 //! grants nothing (no files, network, environment or arguments), stdout and
 //! stderr captured into capped buffers, a memory limiter that records when it
-//! refused to grow, and the index of the request's containers
-//! (`request-layout`).
+//! refused to grow, the index of the request's containers
+//! (`request-layout`), and the cluster objects it declared
+//! (`cluster-context`, checked by [`crate::context::RequestContext`]).
 //!
 //! The WASI context is built at the policy's first WASI call, not with the
 //! instance: a policy that only reads the request and answers (the built-ins,
@@ -21,7 +22,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::wasmhook::policy::request_layout;
+use super::bindings::wasmhook::policy::{cluster_context, request_layout};
+use crate::context::{self, ContextError, RequestContext, ResourceKind};
 
 /// The data of one policy instance's `Store`.
 pub struct HostState {
@@ -35,6 +37,9 @@ pub struct HostState {
     /// of a policy that imports `request-layout`, and taken when the policy
     /// asks for it (empty otherwise).
     pub(crate) request_layout: ContainerIndex,
+    /// What the policy may read of the cluster in this evaluation: set for
+    /// policies with a `context:`, `None` otherwise (every read refused).
+    pub(crate) context: Option<RequestContext>,
 }
 
 impl HostState {
@@ -48,7 +53,55 @@ impl HostState {
             stdout: CapturedOutput::new(output_limit),
             stderr: CapturedOutput::new(output_limit),
             request_layout: ContainerIndex::default(),
+            context: None,
         }
+    }
+}
+
+impl cluster_context::Host for HostState {
+    fn get(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    ) -> Result<Option<String>, cluster_context::ContextError> {
+        let kind = ResourceKind::new(api_version, kind);
+        let Some(context) = &self.context else {
+            return Err(to_wit(context::undeclared(&kind)));
+        };
+        context
+            .get(&kind, namespace.as_deref(), &name)
+            .map(|object| object.map(|json| json.to_string()))
+            .map_err(to_wit)
+    }
+
+    fn list(
+        &mut self,
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        label_selector: String,
+    ) -> Result<Vec<String>, cluster_context::ContextError> {
+        let kind = ResourceKind::new(api_version, kind);
+        let Some(context) = &self.context else {
+            return Err(to_wit(context::undeclared(&kind)));
+        };
+        context
+            .list(&kind, namespace.as_deref(), &label_selector)
+            .map(|objects| objects.iter().map(|json| json.to_string()).collect())
+            .map_err(to_wit)
+    }
+}
+
+/// A read's failure as the WIT contract spells it.
+fn to_wit(error: ContextError) -> cluster_context::ContextError {
+    use cluster_context::ContextError as Wit;
+    match error {
+        ContextError::NotDeclared(text) => Wit::NotDeclared(text),
+        ContextError::NotSynced(text) => Wit::NotSynced(text),
+        ContextError::UnknownKind(text) => Wit::UnknownKind(text),
+        ContextError::InvalidSelector(text) => Wit::InvalidSelector(text),
     }
 }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use crate::context::watch::ContextWatches;
 use crate::engine::Verdict;
 use crate::policy::Mode;
 use crate::response::decide;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Set when shutdown has begun: `/readyz` answers 503 from then on, so
     /// the endpoints stop sending reviews while the server still answers them.
     pub shutting_down: AtomicBool,
+    /// The context watches (none started unless a policy declares `context:`).
+    pub context: Arc<ContextWatches>,
 }
 
 /// The admission router (served over TLS).
@@ -295,8 +298,11 @@ async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes,
     }
 }
 
-/// Readiness, with each policy's state. Not ready once shutdown has begun.
-/// Ready as soon as the server serves:
+/// Readiness, with each policy's state and each context cache's. Not ready
+/// once shutdown has begun, nor before every context cache has synced once
+/// (a policy could not check what it should). Otherwise ready as soon as the
+/// server serves — a broken watch after that is reported (`degraded`, with
+/// the error), not made unready:
 /// start-up loads every policy before binding, and a failed reload keeps the
 /// previous version serving (turning every replica unready at once would take
 /// admission down cluster-wide); such failures are listed here.
@@ -307,6 +313,30 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             axum::Json(serde_json::json!({
                 "ready": false,
                 "reason": "shutting down: still answering reviews until the endpoints stop sending them",
+            })),
+        )
+            .into_response();
+    }
+    let watches = state.context.watches();
+    let context: serde_json::Map<String, serde_json::Value> = watches
+        .iter()
+        .map(|watch| {
+            let status = serde_json::to_value(watch.status()).expect("a status serializes");
+            (watch.kind().to_string(), status)
+        })
+        .collect();
+    let unsynced: Vec<String> = watches
+        .iter()
+        .filter(|watch| !watch.status().synced)
+        .map(|watch| watch.kind().to_string())
+        .collect();
+    if !unsynced.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "ready": false,
+                "reason": format!("context caches not synced yet: {}", unsynced.join(", ")),
+                "context": context,
             })),
         )
             .into_response();
@@ -330,17 +360,23 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 .map(|(name, failure)| (name.clone(), serde_json::json!({"state": "not-loaded", "loadError": failure}))),
         )
         .collect();
-    let degraded = !snapshot.load_failures.is_empty() || snapshot.config_failure.is_some();
-    axum::Json(serde_json::json!({
+    let watch_failing = watches.iter().any(|watch| watch.status().last_error.is_some());
+    let degraded = !snapshot.load_failures.is_empty() || snapshot.config_failure.is_some() || watch_failing;
+    let mut body = serde_json::json!({
         "ready": true,
         "degraded": degraded,
         "policySetError": snapshot.config_failure,
         "policies": policies,
-    }))
-    .into_response()
+    });
+    if !context.is_empty() {
+        body["context"] = serde_json::Value::Object(context);
+    }
+    axum::Json(body).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let statuses: Vec<_> = state.context.watches().iter().map(|watch| watch.status()).collect();
+    state.metrics.context.observe(&statuses);
     (
         [(
             header::CONTENT_TYPE,

@@ -2,7 +2,8 @@
 //!
 //! Reviews by policy, mode and result; latency and CPU time per policy; policy failures by
 //! kind; evaluations that grew a policy's memory; reviews in flight; malformed requests by
-//! reason; policy (re)loads and certificate reloads.
+//! reason; policy (re)loads and certificate reloads; the context caches (objects, syncs,
+//! watch errors, staleness), read from the watches at each scrape.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -52,6 +53,51 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Labels naming a cached kind (`services`, `statefulsets.apps`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind's resource.
+    pub resource: String,
+}
+
+/// The context caches' metrics.
+#[derive(Default)]
+pub struct ContextMetrics {
+    /// Objects held per kind.
+    pub objects: Family<KindLabels, Gauge>,
+    /// 1 once the kind has synced.
+    pub synced: Family<KindLabels, Gauge>,
+    /// When the kind last finished a (re-)list.
+    pub last_sync: Family<KindLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Seconds since the kind's last watch event.
+    pub staleness: Family<KindLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Failed lists and watches.
+    pub watch_errors: Family<KindLabels, Counter>,
+}
+
+impl ContextMetrics {
+    /// Sets every metric from the watches' status.
+    pub fn observe(&self, statuses: &[crate::context::watch::KindStatus]) {
+        for status in statuses {
+            let labels = KindLabels {
+                resource: status.resource.clone(),
+            };
+            self.objects
+                .get_or_create(&labels)
+                .set(i64::try_from(status.objects).unwrap_or(i64::MAX));
+            self.synced.get_or_create(&labels).set(i64::from(status.synced));
+            if let Some(at) = status.last_sync_unix_seconds {
+                self.last_sync.get_or_create(&labels).set(at);
+            }
+            if let Some(since) = status.seconds_since_last_event {
+                self.staleness.get_or_create(&labels).set(since);
+            }
+            let errors = self.watch_errors.get_or_create(&labels);
+            errors.inc_by(status.watch_errors.saturating_sub(errors.get()));
+        }
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -81,6 +127,8 @@ pub struct Metrics {
     pub certificate_reloads: Family<ResultLabels, Counter>,
     /// Applications of the webhook configurations (`--register`).
     pub registrations: Family<ResultLabels, Counter>,
+    /// The context caches.
+    pub context: ContextMetrics,
 }
 
 impl Default for Metrics {
@@ -163,6 +211,32 @@ impl Metrics {
             "Applications of the webhook configurations (--register)",
             registrations.clone(),
         );
+        let context = ContextMetrics::default();
+        registry.register(
+            "context_objects",
+            "Objects held in the context cache of each kind policies declare",
+            context.objects.clone(),
+        );
+        registry.register(
+            "context_synced",
+            "1 once the kind's context cache has finished its first list",
+            context.synced.clone(),
+        );
+        registry.register(
+            "context_last_sync_timestamp_seconds",
+            "When the kind's context cache last finished a (re-)list",
+            context.last_sync.clone(),
+        );
+        registry.register(
+            "context_staleness_seconds",
+            "Seconds since the kind's watch last delivered an event (objects or bookmarks)",
+            context.staleness.clone(),
+        );
+        registry.register(
+            "context_watch_errors",
+            "Failed lists and watches of the kind's context cache (retried with back-off)",
+            context.watch_errors.clone(),
+        );
         Self {
             registry,
             reviews,
@@ -177,6 +251,7 @@ impl Metrics {
             config_reloads,
             certificate_reloads,
             registrations,
+            context,
         }
     }
 

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{ConfigError, PolicyConfig, PolicySet};
+use crate::context::ContextProvider;
 use crate::engine::{CompiledPolicy, Engine, LoadError, sha256_hex};
 use crate::server::cpu::Sampler;
 use crate::server::metrics::{Metrics, PolicyLabels, ResultLabels};
@@ -83,12 +84,22 @@ pub enum StartupError {
     /// A policy failed to load.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A policy's `context:` cannot be served.
+    #[error("policy {policy:?}: context: {reason}")]
+    Context {
+        /// The policy.
+        policy: String,
+        /// Why (an unknown kind, an unreachable or refusing API server).
+        reason: String,
+    },
 }
 
 /// The policies being served, swapped atomically on reload.
 pub struct PolicyStore {
     engine: Engine,
     source: PolicySource,
+    /// Gives policies with a `context:` their cluster objects.
+    context: Arc<dyn ContextProvider>,
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Snapshot>>,
     /// Serializes reloads, and remembers the fingerprint of the files the
@@ -99,11 +110,16 @@ pub struct PolicyStore {
 impl PolicyStore {
     /// Loads every policy of the set; any failure is an error (start-up
     /// validates everything before a port is bound).
-    pub fn load(engine: Engine, source: PolicySource, metrics: Arc<Metrics>) -> Result<Self, StartupError> {
+    pub fn load(
+        engine: Engine,
+        source: PolicySource,
+        metrics: Arc<Metrics>,
+        context: Arc<dyn ContextProvider>,
+    ) -> Result<Self, StartupError> {
         let set = read_set(&source, engine.config().max_memory_limit)?;
         let mut snapshot = Snapshot::default();
         for config in set.policies {
-            let compiled = compile(&engine, &config)?;
+            let compiled = with_context(compile(&engine, &config)?, &config, context.as_ref())?;
             snapshot.order.push(config.name.clone());
             snapshot
                 .policies
@@ -113,6 +129,7 @@ impl PolicyStore {
         Ok(Self {
             engine,
             source,
+            context,
             metrics,
             current: RwLock::new(Arc::new(snapshot)),
             last_inputs: Mutex::new(inputs),
@@ -169,10 +186,13 @@ impl PolicyStore {
             let name = config.name.clone();
             let old = previous.policies.get(&name);
             let reusable = old.filter(|old| same_code(&old.config, &old.compiled, &config));
-            let active = match reusable {
-                Some(old) => Ok(ActivePolicy::new(config, old.compiled.clone())),
-                None => compile(&self.engine, &config).map(|compiled| ActivePolicy::new(config, compiled)),
+            let compiled = match reusable {
+                Some(old) => Ok(old.compiled.clone()),
+                None => compile(&self.engine, &config),
             };
+            let active = compiled
+                .and_then(|compiled| with_context(compiled, &config, self.context.as_ref()))
+                .map(|compiled| ActivePolicy::new(config, compiled));
             match active {
                 Ok(active) => {
                     snapshot.order.push(name.clone());
@@ -224,6 +244,24 @@ fn read_set(source: &PolicySource, max_memory_limit: usize) -> Result<PolicySet,
 fn compile(engine: &Engine, config: &PolicyConfig) -> Result<CompiledPolicy, StartupError> {
     let wasm = config.read_module()?;
     Ok(engine.load(&config.name, &wasm, &config.settings_json(), config.limits)?)
+}
+
+/// `compiled` reading the cluster as `config`'s `context:` declares.
+pub fn with_context(
+    compiled: CompiledPolicy,
+    config: &PolicyConfig,
+    provider: &dyn ContextProvider,
+) -> Result<CompiledPolicy, StartupError> {
+    if config.context.is_empty() {
+        return Ok(compiled.with_context(None));
+    }
+    let context = provider
+        .provide(&config.name, &config.context)
+        .map_err(|reason| StartupError::Context {
+            policy: config.name.clone(),
+            reason,
+        })?;
+    Ok(compiled.with_context(Some(context)))
 }
 
 /// Whether `compiled` (built for `old`) can serve `new` as is.

@@ -25,6 +25,10 @@ pub struct Suite {
     pub kind: String,
     /// The policy every case runs against.
     pub policy: PolicyUnderTest,
+    /// Cluster objects every case's policy may read (`cluster-context`):
+    /// objects inline, or files of them (YAML/JSON documents or Lists).
+    #[serde(default)]
+    pub context: Vec<Source>,
     /// The cases.
     pub tests: Vec<TestCase>,
     /// The file's directory: relative paths in the suite are resolved
@@ -55,6 +59,11 @@ pub struct PolicyUnderTest {
     /// Time limit per evaluation, such as `500ms` (default 2s).
     #[serde(default, deserialize_with = "duration")]
     pub timeout: Option<Duration>,
+    /// The kinds the policy may read, as a policy set's `context:` declares
+    /// them [default: every kind of the suite's objects, and the kinds a
+    /// built-in reads].
+    #[serde(default)]
+    pub context: Option<Value>,
 }
 
 /// One case.
@@ -81,6 +90,9 @@ pub struct TestCase {
     /// Settings for this case only, instead of the suite's.
     #[serde(default)]
     pub settings: Option<Value>,
+    /// This case's cluster objects, instead of the suite's.
+    #[serde(default)]
+    pub context: Option<Vec<Source>>,
     /// What the policy must answer.
     pub expect: Expectation,
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use kube::core::admission::Operation;
 use serde_json::Value;
 
-use super::format::{Suite, TestCase};
+use super::format::{Source, Suite, TestCase};
 use crate::builtin::{ModuleSource, PREFIX};
+use crate::context::{PolicyContext, files};
 use crate::engine::{CompiledPolicy, Engine, EngineConfig, Limits};
 use crate::manifest::{self, RequestSpec};
 use crate::policy::{Enforcement, FailurePolicy};
@@ -97,6 +98,10 @@ impl Runner {
     fn run_case(&mut self, suite: &Suite, case: &TestCase, elapsed: &mut Duration) -> Result<Vec<String>, String> {
         let settings = case.settings.as_ref().unwrap_or(&suite.policy.settings).to_string();
         let policy = self.policy(suite, &settings)?;
+        let policy = match context(suite, case)? {
+            Some(context) => policy.with_context(Some(context)),
+            None => policy,
+        };
         let input = input(suite, case)?;
         let started = Instant::now();
         let evaluated = policy.evaluate_blocking(input.request_text(), None);
@@ -148,6 +153,38 @@ impl Runner {
         self.loaded.insert(key, policy.clone());
         Ok(policy)
     }
+}
+
+/// What the case's policy may read of the cluster: the case's objects, else
+/// the suite's, as the policy declares (`None` when the suite has neither
+/// objects nor declarations: reads are refused as undeclared, as on a server).
+fn context(suite: &Suite, case: &TestCase) -> Result<Option<PolicyContext>, String> {
+    let sources = case.context.as_ref().unwrap_or(&suite.context);
+    if sources.is_empty() && suite.policy.context.is_none() {
+        return Ok(None);
+    }
+    let mut documents = Vec::new();
+    for source in sources {
+        match source {
+            Source::File(path) => documents
+                .extend(files::read_objects(&suite.dir.join(path)).map_err(|error| error.to_string())?),
+            Source::Inline(object) => documents.push(object.clone()),
+        }
+    }
+    let declared = suite
+        .policy
+        .context
+        .clone()
+        .map(|value| crate::config::context_declarations(value).map_err(|error| format!("policy.{error}")))
+        .transpose()?;
+    let also = match suite.policy.module.strip_prefix(PREFIX) {
+        Some(name) => crate::config::builtin_context(name),
+        None => Vec::new(),
+    };
+    let origin = format!("{} (context)", suite.path.display());
+    files::offline_context(&origin, documents, declared, &also)
+        .map(Some)
+        .map_err(|error| error.to_string())
 }
 
 /// The request a case describes.

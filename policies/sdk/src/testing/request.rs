@@ -4,6 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use super::ClusterObjects;
 use crate::{Policy, Verdict};
 
 /// The `uid` of every [`TestRequest`].
@@ -34,6 +35,9 @@ const UID: &str = "00000000-0000-0000-0000-000000000001";
 /// The object is used exactly as given: fields the policy does not know stay
 /// in it, so a test can check that a mutation keeps them.
 ///
+/// What the policy reads of the cluster ([`crate::context`]) comes from
+/// [`TestRequest::with_cluster`]; without it, every read is `NotDeclared`.
+///
 /// ```
 /// use wasmhook_policy::serde_json::json;
 /// use wasmhook_policy::testing;
@@ -59,6 +63,7 @@ pub struct TestRequest {
     resource: Option<String>,
     sub_resource: Option<String>,
     namespace: Option<String>,
+    cluster: Option<ClusterObjects>,
 }
 
 /// A CREATE of `object`: any serializable value, typically a `json!` literal
@@ -103,6 +108,7 @@ impl TestRequest {
             resource: None,
             sub_resource: None,
             namespace: None,
+            cluster: None,
         }
     }
 
@@ -133,6 +139,28 @@ impl TestRequest {
     /// `metadata.namespace`. The object is not changed.
     pub fn namespace(mut self, namespace: &str) -> Self {
         self.namespace = Some(namespace.to_owned());
+        self
+    }
+
+    /// Evaluates the request in a cluster of these objects: what the policy
+    /// reads through [`crate::context`]. Give the objects (an array or `Vec`
+    /// of JSON values: every kind may then be read, and reads of a kind
+    /// without objects find nothing), or a [`ClusterObjects`] that declares
+    /// kinds or makes reads of a kind fail.
+    ///
+    /// ```
+    /// use wasmhook_policy::serde_json::json;
+    /// use wasmhook_policy::testing::{ClusterObjects, create};
+    ///
+    /// let statefulset = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web", "namespace": "shop"}});
+    /// let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-headless", "namespace": "shop"}});
+    ///
+    /// let with_the_service = create(&statefulset).with_cluster([service.clone()]);
+    /// let services_only = create(&statefulset).with_cluster(ClusterObjects::new().with_object(&service).declare("v1", "Service"));
+    /// let still_listing = create(&statefulset).with_cluster(ClusterObjects::new().not_synced("v1", "Service"));
+    /// ```
+    pub fn with_cluster(mut self, cluster: impl Into<ClusterObjects>) -> Self {
+        self.cluster = Some(cluster.into());
         self
     }
 
@@ -212,13 +240,20 @@ impl TestRequest {
     /// component export ([`super::evaluate`]).
     ///
     /// The error is the policy's error text, including invalid settings.
+    /// The policy reads the cluster given with [`TestRequest::with_cluster`]
+    /// (if none was, the one of an enclosing [`ClusterObjects::run`], or
+    /// none).
     ///
     /// # Panics
     ///
     /// As [`TestRequest::to_value`], and if `settings` cannot be serialized.
     #[track_caller]
     pub fn evaluate<P: Policy>(&self, settings: impl Serialize) -> Result<Verdict, String> {
-        super::evaluate::<P>(&self.to_json(), &serialize(settings).to_string())
+        let (request, settings) = (self.to_json(), serialize(settings).to_string());
+        match &self.cluster {
+            Some(cluster) => cluster.run(|| super::evaluate::<P>(&request, &settings)),
+            None => super::evaluate::<P>(&request, &settings),
+        }
     }
 }
 
