@@ -10,7 +10,9 @@ use wasmhook::review::AdmissionInput;
 
 /// tests/fixtures/components/: components kept as they were built.
 fn component(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/components").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/components")
+        .join(name)
 }
 
 fn review(name: &str) -> AdmissionInput {

@@ -141,7 +141,9 @@ fn base_renders_and_every_object_parses() {
     assert_eq!(
         names,
         [
+            "ClusterRole/wasmhook-context",
             "ClusterRole/wasmhook-register",
+            "ClusterRoleBinding/wasmhook-context",
             "ClusterRoleBinding/wasmhook-register",
             "ConfigMap/wasmhook-policies",
             "Deployment/wasmhook",
@@ -202,7 +204,11 @@ fn base_service_is_not_headless_and_the_headless_policy_leaves_it_alone() {
             .filter(|policy| policy.module == ModuleSource::Builtin(HEADLESS_SERVICE))
             .map(|policy| (policy.name.clone(), policy.settings_json())),
     );
-    assert_eq!(settings.len(), 3, "headless-service runs twice (mutate and verify)");
+    assert_eq!(
+        settings.len(),
+        4,
+        "headless-service runs three times (mutate, verify, dependents)"
+    );
     for (label, settings) in &settings {
         for object in [&object, &allocated] {
             for namespace in [NAMESPACE, "default"] {
@@ -233,12 +239,20 @@ fn base_policy_set_is_accepted_and_is_the_committed_file() {
             "headless-service",
             "statefulset-service-name",
             "headless-service-verify",
-            "statefulset-service-name-verify"
+            "statefulset-service-name-verify",
+            "headless-service-dependents"
         ]
     );
     for policy in &set.policies {
         assert!(!policy.rules.is_empty(), "{}: explicit rules", policy.name);
-        assert_eq!(policy.enforcement.failure_policy.as_str(), "Fail", "{}", policy.name);
+        // Every fixing and checking policy fails closed; the one that sees
+        // Service deletions fails open, so a deletion never waits on wasmhook.
+        let sees_deletions = policy
+            .rules
+            .iter()
+            .any(|rule| rule.operations.iter().flatten().any(|operation| operation == "DELETE"));
+        let expected = if sees_deletions { "Ignore" } else { "Fail" };
+        assert_eq!(policy.enforcement.failure_policy.as_str(), expected, "{}", policy.name);
         let skipped = policy.settings["skipNamespaces"]
             .as_array()
             .cloned()
@@ -481,6 +495,30 @@ fn base_rbac_grants_only_what_register_needs() {
         (subjects[0].name.as_str(), subjects[0].namespace.as_deref()),
         (SERVICE, Some(NAMESPACE))
     );
+}
+
+#[test]
+fn base_context_rbac_grants_exactly_what_the_policies_declare() {
+    let base = Rendered::of("base");
+    let set = base.policy_set();
+    let declared: Vec<String> = set
+        .policies
+        .iter()
+        .flat_map(|policy| policy.context.iter().map(|declared| declared.kind.to_string()))
+        .collect();
+    assert_eq!(declared, ["v1 Service", "apps/v1 StatefulSet"]);
+    let (role, binding) =
+        wasmhook::registration::context_rbac(&set, NAMESPACE, SERVICE).expect("the policies declare context");
+    let stale = "(rbac-context.yaml must follow policies.yaml: run deploy/base/generate-context-rbac.sh)";
+    let rendered: ClusterRole = base.get("ClusterRole", "wasmhook-context");
+    assert!(rendered == role, "ClusterRole wasmhook-context {stale}");
+    let rendered: ClusterRoleBinding = base.get("ClusterRoleBinding", "wasmhook-context");
+    assert!(rendered == binding, "ClusterRoleBinding wasmhook-context {stale}");
+    for rule in role.rules.expect("rules") {
+        assert_eq!(rule.verbs, ["get", "list", "watch"], "read-only");
+        assert!(rule.resource_names.is_none());
+        assert!(!rule.resources.unwrap_or_default().contains(&"secrets".to_owned()));
+    }
 }
 
 #[test]

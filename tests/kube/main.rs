@@ -12,9 +12,15 @@
 //!   rendering, and installs that fail halfway or never become ready
 //!   blocking no write;
 //! - `registration`: `serve --register` with exactly deploy/base's RBAC,
-//!   through a real service-account token.
+//!   through a real service-account token;
+//! - `context`: the context watches — syncing before readiness, following
+//!   changes, surviving an API server restart, reporting a refused watch;
+//! - `findings`: the built-ins' cluster findings reaching `kubectl` as
+//!   warnings and denials through webhooks registered by `url:`.
 
+mod context;
 mod deploy;
+mod findings;
 mod registration;
 
 use std::path::{Path, PathBuf};

@@ -44,6 +44,9 @@ async fn serve(api: &KubeApi, kubeconfig: std::path::PathBuf) -> Result<(Running
     let mut config = ServerConfig::new(loopback, loopback, tls, policies);
     config.engine.cache_dir = None;
     config.tls_reload_interval = Duration::from_millis(200);
+    // The base's policies read Services and StatefulSets: the watches use the
+    // same ServiceAccount, through the base's wasmhook-context ClusterRole.
+    config.context.kubeconfig = Some(kubeconfig.clone());
     config.registration = Some(RegisterConfig {
         namespace: "wasmhook-system".into(),
         service: "wasmhook".into(),
@@ -108,11 +111,15 @@ async fn the_pods_register_once_the_service_is_ready_owned_by_their_cluster_role
     for (resource, webhooks) in [
         (
             "mutatingwebhookconfiguration",
-            ["headless-service", "statefulset-service-name"],
+            &["headless-service", "statefulset-service-name"][..],
         ),
         (
             "validatingwebhookconfiguration",
-            ["headless-service-verify", "statefulset-service-name-verify"],
+            &[
+                "headless-service-verify",
+                "statefulset-service-name-verify",
+                "headless-service-dependents",
+            ][..],
         ),
     ] {
         let object = get_json(

@@ -204,13 +204,23 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// Reads one object, if declared.
-    pub fn get(&self, kind: &ResourceKind, namespace: Option<&str>, name: &str) -> Result<Option<Arc<str>>, ContextError> {
+    pub fn get(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<str>>, ContextError> {
         self.check(kind, namespace)?;
         self.policy.source.get(kind, namespace, name)
     }
 
     /// Lists objects, if declared.
-    pub fn list(&self, kind: &ResourceKind, namespace: Option<&str>, selector: &str) -> Result<Vec<Arc<str>>, ContextError> {
+    pub fn list(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Arc<str>>, ContextError> {
         self.check(kind, namespace)?;
         let selector = LabelQuery::parse(selector)?;
         self.policy.source.list(kind, namespace, &selector)
@@ -223,17 +233,21 @@ impl RequestContext {
             return Err(ContextError::NotDeclared(format!(
                 "{kind} is not declared for this policy (declared: {}): add `- {{apiVersion: {}, kind: {}}}` \
                  to its context: in the policy set",
-                if declared.is_empty() { "none".to_owned() } else { declared.join(", ") },
+                if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                },
                 kind.api_version,
                 kind.kind,
             )));
         };
         if declaration.scope == Scope::RequestNamespace && namespace != self.request_namespace.as_deref() {
             let asked = namespace.map_or_else(|| "every namespace".to_owned(), |ns| format!("namespace {ns:?}"));
-            let own = self
-                .request_namespace
-                .as_deref()
-                .map_or_else(|| "a cluster-scoped request has none".to_owned(), |ns| format!("{ns:?}"));
+            let own = self.request_namespace.as_deref().map_or_else(
+                || "a cluster-scoped request has none".to_owned(),
+                |ns| format!("{ns:?}"),
+            );
             return Err(ContextError::NotDeclared(format!(
                 "{kind} is declared with scope RequestNamespace: only the request's namespace ({own}) may be \
                  read, not {asked}; declare scope: Cluster to read more"

@@ -20,6 +20,8 @@
 //!   wasmhook's Service has a ready endpoint, owned by the ClusterRole that
 //!   grants it, and applies them again when the bundle or the policy set
 //!   changes;
+//! - [`context_rbac`]: the RBAC the context watches need — exactly the kinds
+//!   the policy set declares (`wasmhook manifests --rbac`);
 //! - [`ServingCerts`]: a CA and a serving certificate for the Service's DNS
 //!   names, and the `kubernetes.io/tls` Secret that carries them
 //!   (`wasmhook certs`).
@@ -30,6 +32,7 @@
 
 mod apply;
 mod certs;
+mod rbac;
 #[cfg(test)]
 mod tests;
 mod webhooks;
@@ -41,6 +44,7 @@ use rustls_pki_types::pem::PemObject;
 
 pub use apply::{DEFAULT_OWNER, FIELD_MANAGER, RegisterConfig, RegisterError, Registrar};
 pub use certs::{DEFAULT_CERT_DAYS, ServingCerts, serving_sans};
+pub use rbac::{context_rbac, context_rbac_yaml, guess_resource};
 pub use webhooks::{WebhookConfigurations, timeout_seconds};
 
 use crate::tls::TlsError;

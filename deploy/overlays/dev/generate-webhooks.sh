@@ -10,7 +10,7 @@
 # endpoint.env, and turns each Service reference into a URL.
 set -eu
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 wasmhook=${WASMHOOK:-cargo run -q --bin wasmhook --}
 generated=$(mktemp)

@@ -14,7 +14,36 @@
 //! - an UPDATE that turns a selected ExternalName Service into a ClusterIP one
 //!   without `clusterIP: None` (the API server would allocate an address).
 //!
-//! ExternalName Services and DELETE requests are allowed untouched.
+//! ExternalName Services are allowed untouched, and so are DELETE requests
+//! unless the StatefulSet checks below apply.
+//!
+//! ## StatefulSets, with cluster context
+//!
+//! When the policy set declares `context: [{apiVersion: apps/v1, kind:
+//! StatefulSet}]` for this policy (scope `Cluster` or `RequestNamespace`:
+//! only the request's namespace is read), the policy also protects the
+//! StatefulSets in the Service's namespace that name it in
+//! `spec.serviceName` — whose pods get their DNS names through it:
+//!
+//! - `delete`: deleting such a Service is warned about (default) or denied,
+//!   naming the StatefulSets;
+//! - `selectorChange`: an UPDATE that changes the Service's `spec.selector`
+//!   so that it no longer selects the pod template labels of such a
+//!   StatefulSet (its old selector did) is warned about or denied, naming
+//!   the StatefulSets and their labels.
+//!
+//! These apply to **every** Service a StatefulSet names, whether or not the
+//! name suffixes, prefixes and selector of the settings select it (only
+//! `skipNamespaces` exempts it): a StatefulSet depends on its Service
+//! whatever the Service is called. The StatefulSets are read only on a
+//! DELETE and on an UPDATE whose selector changed.
+//!
+//! Without `context:` (the read is refused as not declared) the policy
+//! behaves exactly as without these checks: DELETE is allowed untouched.
+//! When the StatefulSets cannot be read — the server's cache has not
+//! finished its first list — one warning says so and why; nothing is
+//! denied. The cache lags the API server by the watch's latency, so a
+//! StatefulSet created a moment ago may not be seen yet.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,6 +51,10 @@ use std::fmt;
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmhook_policy::{NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector};
+
+mod statefulsets;
+
+pub use statefulsets::{Enforcement, StatefulSetChecks};
 
 /// The label that marks a Service as headless under the default settings.
 pub const HEADLESS_LABEL: &str = "wasmhook.dev/headless";
@@ -44,6 +77,10 @@ pub struct Settings {
     /// peers find each other before they are ready (typical for databases
     /// that form a cluster).
     pub publish_not_ready_addresses: bool,
+    /// What to do when a DELETE or a selector change breaks a StatefulSet
+    /// that names the Service, when the policy has cluster context (see the
+    /// crate documentation).
+    pub stateful_set_checks: StatefulSetChecks,
 }
 
 impl Default for Settings {
@@ -57,6 +94,7 @@ impl Default for Settings {
             }),
             skip_namespaces: Vec::new(),
             publish_not_ready_addresses: false,
+            stateful_set_checks: StatefulSetChecks::default(),
         }
     }
 }
@@ -94,7 +132,7 @@ impl Policy for HeadlessService {
     fn evaluate(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
         let kind = request.kind();
         let is_service = kind.group.is_empty() && kind.kind == "Service";
-        if !is_service || request.operation() == Operation::Delete || request.sub_resource().is_some() {
+        if !is_service || request.sub_resource().is_some() {
             return Ok(Verdict::allow());
         }
         if request
@@ -103,87 +141,100 @@ impl Policy for HeadlessService {
         {
             return Ok(Verdict::allow());
         }
-        // A name that selects the Service spares reading its metadata (the
-        // managed fields are most of a recorded Service); the labels are read
-        // only when the selector must decide, in one pass with the spec.
-        let name = request.object_name()?;
-        let (reason, spec) = match name_selection(&name, settings) {
-            Some(reason) => match request.object()? {
-                Some(ServiceView { spec }) => (reason, spec),
-                None => return Ok(Verdict::allow()),
-            },
-            None => {
-                let Some(label_selector) = &settings.selector else {
-                    return Ok(Verdict::allow());
-                };
-                let Some(LabelledServiceView { metadata, spec }) = request.object()? else {
-                    return Ok(Verdict::allow());
-                };
-                if !selector::matches(label_selector, &metadata.labels.unwrap_or_default()) {
-                    return Ok(Verdict::allow());
-                }
-                (Selection::Labels, spec)
-            }
-        };
-        let display = NamespacedName::new(request.namespace(), &name);
-
-        let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
-        match service_type {
-            "ExternalName" => return Ok(Verdict::allow()),
-            "ClusterIP" => {}
-            other => {
-                return Ok(Verdict::deny(format!(
-                    "Service {display} must be headless ({reason}), but it has type {other}: \
-                     a headless Service is of type ClusterIP with spec.clusterIP: None. \
-                     Remove spec.type (or set it to ClusterIP) and set spec.clusterIP: None."
-                )));
-            }
+        if request.operation() == Operation::Delete {
+            return statefulsets::on_delete(request, &settings.stateful_set_checks);
         }
-
-        let concrete_ip = concrete_cluster_ip(&spec).or_else(|| {
-            // An UPDATE that omits the cluster IP keeps the allocated one.
-            (request.operation() == Operation::Update)
-                .then(|| request.old_object_at::<SpecView>("/spec").ok().flatten())
-                .flatten()
-                .and_then(|old| concrete_cluster_ip(&old))
-        });
-        if let Some(ip) = concrete_ip {
-            let message = match request.operation() {
-                Operation::Create => format!(
-                    "Service {display} must be headless ({reason}), but it has cluster IP {ip}: \
-                     set spec.clusterIP: None and remove spec.clusterIPs."
-                ),
-                _ => format!(
-                    "Service {display} must be headless ({reason}), but it has cluster IP {ip}, \
-                     and cluster IPs cannot be changed: delete and re-create it as headless \
-                     (spec.clusterIP: None)."
-                ),
-            };
-            return Ok(Verdict::deny(message));
+        let verdict = make_headless(request, settings)?;
+        if request.operation() == Operation::Update && verdict.is_allowed() {
+            return statefulsets::on_update(request, &settings.stateful_set_checks, verdict);
         }
-
-        let already_headless = spec.cluster_ip.as_deref() == Some("None");
-        if request.operation() == Operation::Update && !already_headless && was_external_name(request) {
-            // The one UPDATE that allocates a cluster IP: clusterIP is not yet
-            // set, so it is not immutable — but the fix is the user's to make.
-            return Ok(Verdict::deny(format!(
-                "Service {display} must be headless ({reason}): changing its type from ExternalName to \
-                 ClusterIP allocates a cluster IP unless spec.clusterIP is None. Set spec.clusterIP: None."
-            )));
-        }
-        let mut object = request.mutable_object()?;
-        if request.operation() == Operation::Create && !already_headless {
-            object.set("/spec/clusterIP", "None")?;
-            object.set("/spec/clusterIPs", vec!["None"])?;
-        }
-        if settings.publish_not_ready_addresses {
-            object.set("/spec/publishNotReadyAddresses", true)?;
-        }
-        Ok(Verdict::mutate(object))
+        Ok(verdict)
     }
 }
 
 wasmhook_policy::export_policy!(HeadlessService);
+
+/// The verdict on a CREATE or UPDATE of a Service: make it headless if the
+/// settings select it, or deny what a patch cannot fix.
+fn make_headless(request: &Request<'_>, settings: &Settings) -> Result<Verdict, PolicyError> {
+    // A name that selects the Service spares reading its metadata (the
+    // managed fields are most of a recorded Service); the labels are read
+    // only when the selector must decide, in one pass with the spec.
+    let name = request.object_name()?;
+    let (reason, spec) = match name_selection(&name, settings) {
+        Some(reason) => match request.object()? {
+            Some(ServiceView { spec }) => (reason, spec),
+            None => return Ok(Verdict::allow()),
+        },
+        None => {
+            let Some(label_selector) = &settings.selector else {
+                return Ok(Verdict::allow());
+            };
+            let Some(LabelledServiceView { metadata, spec }) = request.object()? else {
+                return Ok(Verdict::allow());
+            };
+            if !selector::matches(label_selector, &metadata.labels.unwrap_or_default()) {
+                return Ok(Verdict::allow());
+            }
+            (Selection::Labels, spec)
+        }
+    };
+    let display = NamespacedName::new(request.namespace(), &name);
+
+    let service_type = spec.type_.as_deref().unwrap_or("ClusterIP");
+    match service_type {
+        "ExternalName" => return Ok(Verdict::allow()),
+        "ClusterIP" => {}
+        other => {
+            return Ok(Verdict::deny(format!(
+                "Service {display} must be headless ({reason}), but it has type {other}: \
+                 a headless Service is of type ClusterIP with spec.clusterIP: None. \
+                 Remove spec.type (or set it to ClusterIP) and set spec.clusterIP: None."
+            )));
+        }
+    }
+
+    let concrete_ip = concrete_cluster_ip(&spec).or_else(|| {
+        // An UPDATE that omits the cluster IP keeps the allocated one.
+        (request.operation() == Operation::Update)
+            .then(|| request.old_object_at::<SpecView>("/spec").ok().flatten())
+            .flatten()
+            .and_then(|old| concrete_cluster_ip(&old))
+    });
+    if let Some(ip) = concrete_ip {
+        let message = match request.operation() {
+            Operation::Create => format!(
+                "Service {display} must be headless ({reason}), but it has cluster IP {ip}: \
+                 set spec.clusterIP: None and remove spec.clusterIPs."
+            ),
+            _ => format!(
+                "Service {display} must be headless ({reason}), but it has cluster IP {ip}, \
+                 and cluster IPs cannot be changed: delete and re-create it as headless \
+                 (spec.clusterIP: None)."
+            ),
+        };
+        return Ok(Verdict::deny(message));
+    }
+
+    let already_headless = spec.cluster_ip.as_deref() == Some("None");
+    if request.operation() == Operation::Update && !already_headless && was_external_name(request) {
+        // The one UPDATE that allocates a cluster IP: clusterIP is not yet
+        // set, so it is not immutable — but the fix is the user's to make.
+        return Ok(Verdict::deny(format!(
+            "Service {display} must be headless ({reason}): changing its type from ExternalName to \
+             ClusterIP allocates a cluster IP unless spec.clusterIP is None. Set spec.clusterIP: None."
+        )));
+    }
+    let mut object = request.mutable_object()?;
+    if request.operation() == Operation::Create && !already_headless {
+        object.set("/spec/clusterIP", "None")?;
+        object.set("/spec/clusterIPs", vec!["None"])?;
+    }
+    if settings.publish_not_ready_addresses {
+        object.set("/spec/publishNotReadyAddresses", true)?;
+    }
+    Ok(Verdict::mutate(object))
+}
 
 /// The part of a Service this policy reads when its name selects it: the
 /// metadata, ports and status are skipped, not allocated.

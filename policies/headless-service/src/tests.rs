@@ -500,3 +500,5 @@ fn unknown_settings_fields_are_rejected_by_name() {
         .unwrap_err();
     assert!(error.contains("invalid settings"), "{error}");
 }
+
+mod statefulsets;

@@ -185,7 +185,6 @@ impl Policy for StatefulSetServiceName {
             ));
         }
         let statefulset = service::StatefulSet {
-            name,
             namespace,
             selector: &selector,
             template_labels: &template_labels,
@@ -193,9 +192,10 @@ impl Policy for StatefulSetServiceName {
         };
         let findings = service::check(&statefulset, &service_name, &settings.service_checks);
         warnings.extend(findings.warnings);
-        let verdict = match findings.denials.is_empty() {
-            true => verdict,
-            false => Verdict::deny(findings.denials.join(" ")),
+        let verdict = if findings.denials.is_empty() {
+            verdict
+        } else {
+            Verdict::deny(format!("StatefulSet {display}: {}", findings.denials.join("; ")))
         };
         Ok(warnings.into_iter().fold(verdict, Verdict::with_warning))
     }

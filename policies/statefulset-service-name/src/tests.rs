@@ -381,3 +381,5 @@ fn the_name_comes_from_the_object_when_the_request_has_none() {
         .expect("the policy failed");
     assert_eq!(mutated_object(&verdict), with_service_name(&object, "web-headless"));
 }
+
+mod service;

@@ -97,7 +97,11 @@ fn read_context(args: &EvalArgs, source: &ModuleSource) -> Result<PolicyContext,
         .map(|path| path.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    let origin = if origin.is_empty() { "--context-kind".to_owned() } else { origin };
+    let origin = if origin.is_empty() {
+        "--context-kind".to_owned()
+    } else {
+        origin
+    };
     files::offline_context(&origin, documents, None, &also).map_err(|error| error.to_string())
 }
 
@@ -107,7 +111,9 @@ fn parse_kind(text: &str) -> Result<ResourceKind, String> {
         Some((api_version, kind)) if !api_version.is_empty() && !kind.is_empty() => {
             Ok(ResourceKind::new(api_version, kind))
         }
-        _ => Err(format!("{text:?} is not APIVERSION/KIND, e.g. v1/Service or apps/v1/StatefulSet")),
+        _ => Err(format!(
+            "{text:?} is not APIVERSION/KIND, e.g. v1/Service or apps/v1/StatefulSet"
+        )),
     }
 }
 

@@ -51,6 +51,11 @@ pub struct ManifestsArgs {
     /// without --ca-bundle or --cert-manager its certificate must be publicly trusted.
     #[arg(long, env = "WASMHOOK_URL", value_name = "URL")]
     url: Option<String>,
+    /// Print the RBAC the context watches need instead: a ClusterRole with
+    /// get, list and watch of exactly the kinds the policies declare under
+    /// `context:`, bound to the ServiceAccount named --service in --namespace.
+    #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "self_registered", "url"])]
+    rbac: bool,
     /// Write the manifests to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -94,8 +99,14 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
         cert_manager,
         self_registered,
         url,
+        rbac,
         output: _,
     } = args;
+    if rbac {
+        let (set, source) = read_set(config.as_ref())?;
+        return crate::registration::context_rbac_yaml(&set, &namespace, &service, &source)
+            .map_err(|error| error.to_string());
+    }
     let trust = match (ca_bundle, cert_manager) {
         _ if self_registered => Trust::SelfRegistered,
         (Some(path), _) => {
@@ -117,13 +128,7 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
     };
     let target =
         WebhookTarget::new(&namespace, &service, port, url.as_deref(), trust).map_err(|error| with_flag(&error))?;
-    let (set, source) = match &config {
-        Some(path) => (
-            PolicySet::from_file(path, EngineConfig::default().max_memory_limit).map_err(|error| error.to_string())?,
-            path.display().to_string(),
-        ),
-        None => (PolicySet::builtin_default(), "the built-in policies".to_owned()),
-    };
+    let (set, source) = read_set(config.as_ref())?;
     WebhookConfigurations::build(&set, &target)
         .to_yaml(&source)
         .map_err(|error| error.to_string())
@@ -146,4 +151,15 @@ pub(super) fn with_flag(error: &RegistrationError) -> String {
         Some(flag) => format!("{flag}: {error}"),
         None => error.to_string(),
     }
+}
+
+/// The policy set and a name for it in the output's header.
+fn read_set(config: Option<&PathBuf>) -> Result<(PolicySet, String), String> {
+    Ok(match config {
+        Some(path) => (
+            PolicySet::from_file(path, EngineConfig::default().max_memory_limit).map_err(|error| error.to_string())?,
+            path.display().to_string(),
+        ),
+        None => (PolicySet::builtin_default(), "the built-in policies".to_owned()),
+    })
 }

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{PolicyConfig, quantity};
-use crate::context::{Declaration, ResourceKind, Scope};
 use crate::builtin::{self, ModuleSource};
+use crate::context::{Declaration, ResourceKind, Scope};
 use crate::engine::Limits;
 use crate::policy::{Action, Enforcement, FailurePolicy, Mode};
 
@@ -268,7 +268,10 @@ fn convert_context(raw: Vec<RawDeclaration>) -> Result<Vec<Declaration>, Invalid
         if !kind_ok {
             return Err(invalid(
                 at("kind"),
-                format!("{:?} is not a kind (CamelCase, as in the objects: Service, StatefulSet)", entry.kind),
+                format!(
+                    "{:?} is not a kind (CamelCase, as in the objects: Service, StatefulSet)",
+                    entry.kind
+                ),
             ));
         }
         let kind = ResourceKind::new(entry.api_version, entry.kind);

@@ -414,7 +414,11 @@ fn context_declarations_are_read_with_their_scope() {
             (ResourceKind::new("apps/v1", "StatefulSet"), Scope::RequestNamespace),
         ]
     );
-    assert!(only("  - name: web\n    module: builtin:headless-service\n").context.is_empty());
+    assert!(
+        only("  - name: web\n    module: builtin:headless-service\n")
+            .context
+            .is_empty()
+    );
 }
 
 #[test]
@@ -424,22 +428,41 @@ fn headless_service_sees_deletions_only_with_statefulsets_in_its_context() {
     let with = only(
         "  - name: web\n    module: builtin:headless-service\n    context: [{apiVersion: apps/v1, kind: StatefulSet}]\n",
     );
-    assert_eq!(with.rules, [rule(&["CREATE", "UPDATE", "DELETE"], &[""], &["services"], None)]);
+    assert_eq!(
+        with.rules,
+        [rule(&["CREATE", "UPDATE", "DELETE"], &[""], &["services"], None)]
+    );
 }
 
 #[test]
 fn bad_context_declarations_name_the_field() {
     let cases = [
         ("[{apiVersion: v1}]", "context[0]", "missing field `kind`"),
-        ("[{apiVersion: v1, kind: service}]", "context[0].kind", "\"service\" is not a kind"),
-        ("[{apiVersion: apps/v1/x, kind: Service}]", "context[0].apiVersion", "is not an apiVersion"),
-        ("[{apiVersion: v1, kind: Service, scope: Namespace}]", "context[0].scope", "unknown variant `Namespace`"),
+        (
+            "[{apiVersion: v1, kind: service}]",
+            "context[0].kind",
+            "\"service\" is not a kind",
+        ),
+        (
+            "[{apiVersion: apps/v1/x, kind: Service}]",
+            "context[0].apiVersion",
+            "is not an apiVersion",
+        ),
+        (
+            "[{apiVersion: v1, kind: Service, scope: Namespace}]",
+            "context[0].scope",
+            "unknown variant `Namespace`",
+        ),
         (
             "[{apiVersion: v1, kind: Service}, {apiVersion: v1, kind: Service}]",
             "context[1].kind",
             "v1 Service is declared twice",
         ),
-        ("[{apiVersion: v1, kind: Service, verbs: [get]}]", "context[0]", "unknown field `verbs`"),
+        (
+            "[{apiVersion: v1, kind: Service, verbs: [get]}]",
+            "context[0]",
+            "unknown field `verbs`",
+        ),
     ];
     for (context, field, expected) in cases {
         let message = entry_error(&format!(

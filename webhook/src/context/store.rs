@@ -144,7 +144,10 @@ impl ContextStore {
     /// Every kind, in a stable order.
     pub fn kinds(&self) -> Vec<(ResourceKind, Arc<KindCache>)> {
         let kinds = self.kinds.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut kinds: Vec<_> = kinds.iter().map(|(kind, cache)| (kind.clone(), cache.clone())).collect();
+        let mut kinds: Vec<_> = kinds
+            .iter()
+            .map(|(kind, cache)| (kind.clone(), cache.clone()))
+            .collect();
         kinds.sort_by(|a, b| a.0.cmp(&b.0));
         kinds
     }
@@ -155,9 +158,9 @@ impl ContextStore {
     }
 
     fn cache(&self, kind: &ResourceKind) -> Result<Arc<KindCache>, ContextError> {
-        let cache = self.kind(kind).ok_or_else(|| {
-            ContextError::UnknownKind(format!("{kind}: {} holds no such kind", self.origin))
-        })?;
+        let cache = self
+            .kind(kind)
+            .ok_or_else(|| ContextError::UnknownKind(format!("{kind}: {} holds no such kind", self.origin)))?;
         if !cache.synced() {
             return Err(ContextError::NotSynced(format!(
                 "{kind}: the first list from {} has not finished yet",

@@ -66,42 +66,66 @@ fn lists_select_by_namespace_and_labels_in_order() {
         names(&store.list(&SERVICE(), None, &all).unwrap()),
         ["blog/web", "shop/db", "shop/web"]
     );
-    assert_eq!(names(&store.list(&SERVICE(), Some("shop"), &all).unwrap()), ["shop/db", "shop/web"]);
+    assert_eq!(
+        names(&store.list(&SERVICE(), Some("shop"), &all).unwrap()),
+        ["shop/db", "shop/web"]
+    );
     let web = LabelQuery::parse(r#"{"matchLabels": {"app": "web"}}"#).unwrap();
-    assert_eq!(names(&store.list(&SERVICE(), None, &web).unwrap()), ["blog/web", "shop/web"]);
-    let front = LabelQuery::parse(
-        r#"{"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}"#,
-    )
-    .unwrap();
+    assert_eq!(
+        names(&store.list(&SERVICE(), None, &web).unwrap()),
+        ["blog/web", "shop/web"]
+    );
+    let front =
+        LabelQuery::parse(r#"{"matchExpressions": [{"key": "tier", "operator": "In", "values": ["front", "back"]}]}"#)
+            .unwrap();
     assert_eq!(names(&store.list(&SERVICE(), None, &front).unwrap()), ["shop/web"]);
-    let no_tier =
-        LabelQuery::parse(r#"{"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}"#).unwrap();
-    assert_eq!(names(&store.list(&SERVICE(), None, &no_tier).unwrap()), ["blog/web", "shop/db"]);
+    let no_tier = LabelQuery::parse(r#"{"matchExpressions": [{"key": "tier", "operator": "DoesNotExist"}]}"#).unwrap();
+    assert_eq!(
+        names(&store.list(&SERVICE(), None, &no_tier).unwrap()),
+        ["blog/web", "shop/db"]
+    );
     assert!(store.list(&SERVICE(), Some("none"), &all).unwrap().is_empty());
 }
 
 #[test]
 fn bad_selectors_and_unknown_or_unsynced_kinds_are_typed_errors() {
     let error = LabelQuery::parse("app=web").unwrap_err();
-    assert!(matches!(&error, ContextError::InvalidSelector(text) if text.contains("app=web")), "{error}");
+    assert!(
+        matches!(&error, ContextError::InvalidSelector(text) if text.contains("app=web")),
+        "{error}"
+    );
     let error = LabelQuery::parse(r#"{"matchExpressions": [{"key": "a", "operator": "Near"}]}"#).unwrap_err();
     assert!(matches!(error, ContextError::InvalidSelector(_)), "{error}");
 
     let store = services();
     let secret = ResourceKind::new("v1", "Secret");
     let error = store.get(&secret, Some("shop"), "x").unwrap_err();
-    assert!(matches!(&error, ContextError::UnknownKind(text) if text.contains("v1 Secret")), "{error}");
+    assert!(
+        matches!(&error, ContextError::UnknownKind(text) if text.contains("v1 Secret")),
+        "{error}"
+    );
 
     let (cache, added) = store.add_kind(ResourceKind::new("apps/v1", "StatefulSet"));
     assert!(added);
     let error = store
-        .list(&ResourceKind::new("apps/v1", "StatefulSet"), None, &LabelQuery::default())
+        .list(
+            &ResourceKind::new("apps/v1", "StatefulSet"),
+            None,
+            &LabelQuery::default(),
+        )
         .unwrap_err();
-    assert!(matches!(&error, ContextError::NotSynced(text) if text.contains("apps/v1 StatefulSet")), "{error}");
+    assert!(
+        matches!(&error, ContextError::NotSynced(text) if text.contains("apps/v1 StatefulSet")),
+        "{error}"
+    );
     cache.mark_synced();
     assert!(
         store
-            .list(&ResourceKind::new("apps/v1", "StatefulSet"), None, &LabelQuery::default())
+            .list(
+                &ResourceKind::new("apps/v1", "StatefulSet"),
+                None,
+                &LabelQuery::default()
+            )
             .unwrap()
             .is_empty()
     );
@@ -115,7 +139,10 @@ fn watch_events_apply_delete_and_a_relist_replaces() {
     cache.apply(service("shop", "db", json!({}))).unwrap();
     cache.mark_synced();
     let all = LabelQuery::default();
-    assert_eq!(names(&store.list(&SERVICE(), None, &all).unwrap()), ["shop/db", "shop/web"]);
+    assert_eq!(
+        names(&store.list(&SERVICE(), None, &all).unwrap()),
+        ["shop/db", "shop/web"]
+    );
     cache.delete(&service("shop", "db", json!({}))).unwrap();
     assert_eq!(names(&store.list(&SERVICE(), None, &all).unwrap()), ["shop/web"]);
     // A re-list after a watch outage: what was deleted meanwhile is gone.
@@ -141,18 +168,28 @@ fn reads_are_limited_to_what_the_policy_declares() {
     let error = request
         .get(&ResourceKind::new("v1", "Secret"), Some("shop"), "token")
         .unwrap_err();
-    let ContextError::NotDeclared(text) = &error else { panic!("{error:?}") };
+    let ContextError::NotDeclared(text) = &error else {
+        panic!("{error:?}")
+    };
     assert!(text.contains("v1 Secret is not declared"), "{text}");
     assert!(text.contains("declared: v1 Service"), "{text}");
-    assert!(text.contains("{apiVersion: v1, kind: Secret}"), "says what to add: {text}");
+    assert!(
+        text.contains("{apiVersion: v1, kind: Secret}"),
+        "says what to add: {text}"
+    );
 
     let own = PolicyContext::new(vec![declared(SERVICE(), Scope::RequestNamespace)], store);
     let request = own.for_request(Some("shop".into()));
     assert!(request.get(&SERVICE(), Some("shop"), "web").unwrap().is_some());
-    assert_eq!(names(&request.list(&SERVICE(), Some("shop"), "{}").unwrap()), ["shop/db", "shop/web"]);
+    assert_eq!(
+        names(&request.list(&SERVICE(), Some("shop"), "{}").unwrap()),
+        ["shop/db", "shop/web"]
+    );
     for (namespace, asked) in [(Some("blog"), "namespace \"blog\""), (None, "every namespace")] {
         let error = request.list(&SERVICE(), namespace, "").unwrap_err();
-        let ContextError::NotDeclared(text) = &error else { panic!("{error:?}") };
+        let ContextError::NotDeclared(text) = &error else {
+            panic!("{error:?}")
+        };
         assert!(text.contains("scope RequestNamespace"), "{text}");
         assert!(text.contains(asked), "{text}");
     }
@@ -181,14 +218,23 @@ fn files_hold_documents_and_lists_and_errors_name_the_document() {
 
     let error = store_of("c.yaml", vec![json!({"kind": "Service", "metadata": {"name": "a"}})]).unwrap_err();
     let text = error.to_string();
-    assert!(text.contains("c.yaml, document 1") && text.contains("no apiVersion"), "{text}");
+    assert!(
+        text.contains("c.yaml, document 1") && text.contains("no apiVersion"),
+        "{text}"
+    );
     let error = store_of(
         "c.yaml",
         vec![json!({"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {}}]})],
     )
     .unwrap_err();
-    assert!(error.to_string().contains("document 1, item 1: no metadata.name"), "{error}");
+    assert!(
+        error.to_string().contains("document 1, item 1: no metadata.name"),
+        "{error}"
+    );
     std::fs::write(&path, "a: [unclosed\n").unwrap();
     let error = read_objects(&path).unwrap_err().to_string();
-    assert!(error.contains("cluster.yaml") && error.contains("not YAML or JSON"), "{error}");
+    assert!(
+        error.contains("cluster.yaml") && error.contains("not YAML or JSON"),
+        "{error}"
+    );
 }

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use serde::Serialize;
 use tokio::sync::watch as signal;
 
@@ -65,8 +65,13 @@ pub struct KindStatus {
     pub last_sync_unix_seconds: Option<f64>,
     /// Errors since start-up (failed lists and watches).
     pub watch_errors: u64,
-    /// The last error, while it is the most recent thing that happened.
+    /// The last error, and when (seconds since the epoch).
     pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_unix_seconds: Option<f64>,
+    /// Whether the watch is failing: an error in the last five minutes with
+    /// no change delivered since.
+    pub failing: bool,
     /// Seconds since the last event (an object, a bookmark, a sync).
     pub seconds_since_last_event: Option<f64>,
 }
@@ -83,9 +88,15 @@ pub struct KindWatch {
 struct Progress {
     last_sync: Option<SystemTime>,
     last_event: Option<Instant>,
+    /// The last change (Apply or Delete) the watch delivered.
+    last_change: Option<Instant>,
     errors: u64,
-    last_error: Option<String>,
+    last_error: Option<(SystemTime, Instant, String)>,
 }
+
+/// How long an error keeps a watch reported as failing when nothing has
+/// changed since (a quiet cluster delivers no changes to prove it healthy).
+const ERROR_MEMORY: Duration = Duration::from_secs(300);
 
 impl KindWatch {
     /// The kind.
@@ -105,7 +116,15 @@ impl KindWatch {
                 .and_then(|time| time.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|since| since.as_secs_f64()),
             watch_errors: progress.errors,
-            last_error: progress.last_error.clone(),
+            last_error: progress.last_error.as_ref().map(|(_, _, text)| text.clone()),
+            last_error_unix_seconds: progress
+                .last_error
+                .as_ref()
+                .and_then(|(time, _, _)| time.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|since| since.as_secs_f64()),
+            failing: progress.last_error.as_ref().is_some_and(|(_, at, _)| {
+                at.elapsed() < ERROR_MEMORY && progress.last_change.is_none_or(|change| change < *at)
+            }),
             seconds_since_last_event: progress.last_event.map(|at| at.elapsed().as_secs_f64()),
         }
     }
@@ -240,7 +259,12 @@ impl ContextProvider for ContextWatches {
 }
 
 /// Follows one kind until `stopping`.
-async fn follow(client: kube::Client, resource: ApiResource, watch: Arc<KindWatch>, mut stopping: signal::Receiver<bool>) {
+async fn follow(
+    client: kube::Client,
+    resource: ApiResource,
+    watch: Arc<KindWatch>,
+    mut stopping: signal::Receiver<bool>,
+) {
     let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let config = watcher::Config::default().page_size(PAGE_SIZE);
     let type_meta = kube::api::TypeMeta {
@@ -265,7 +289,9 @@ async fn follow(client: kube::Client, resource: ApiResource, watch: Arc<KindWatc
             Ok(event) => {
                 watch.note(|progress| {
                     progress.last_event = Some(Instant::now());
-                    progress.last_error = None;
+                    if matches!(event, Event::Apply(_) | Event::Delete(_)) {
+                        progress.last_change = progress.last_event;
+                    }
                 });
                 match event {
                     Event::Init => listed.clear(),
@@ -295,7 +321,7 @@ async fn follow(client: kube::Client, resource: ApiResource, watch: Arc<KindWatc
                 tracing::warn!(kind = %watch.kind, error = %message, "context watch failed; retrying with back-off");
                 watch.note(|progress| {
                     progress.errors += 1;
-                    progress.last_error = Some(message);
+                    progress.last_error = Some((SystemTime::now(), Instant::now(), message));
                 });
             }
         }

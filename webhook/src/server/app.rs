@@ -360,7 +360,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 .map(|(name, failure)| (name.clone(), serde_json::json!({"state": "not-loaded", "loadError": failure}))),
         )
         .collect();
-    let watch_failing = watches.iter().any(|watch| watch.status().last_error.is_some());
+    let watch_failing = watches.iter().any(|watch| watch.status().failing);
     let degraded = !snapshot.load_failures.is_empty() || snapshot.config_failure.is_some() || watch_failing;
     let mut body = serde_json::json!({
         "ready": true,

@@ -166,8 +166,9 @@ fn context(suite: &Suite, case: &TestCase) -> Result<Option<PolicyContext>, Stri
     let mut documents = Vec::new();
     for source in sources {
         match source {
-            Source::File(path) => documents
-                .extend(files::read_objects(&suite.dir.join(path)).map_err(|error| error.to_string())?),
+            Source::File(path) => {
+                documents.extend(files::read_objects(&suite.dir.join(path)).map_err(|error| error.to_string())?)
+            }
             Source::Inline(object) => documents.push(object.clone()),
         }
     }

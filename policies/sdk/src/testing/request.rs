@@ -158,6 +158,7 @@ impl TestRequest {
     /// let with_the_service = create(&statefulset).with_cluster([service.clone()]);
     /// let services_only = create(&statefulset).with_cluster(ClusterObjects::new().with_object(&service).declare("v1", "Service"));
     /// let still_listing = create(&statefulset).with_cluster(ClusterObjects::new().not_synced("v1", "Service"));
+    /// # let _ = (with_the_service, services_only, still_listing);
     /// ```
     pub fn with_cluster(mut self, cluster: impl Into<ClusterObjects>) -> Self {
         self.cluster = Some(cluster.into());

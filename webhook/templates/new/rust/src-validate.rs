@@ -1,8 +1,21 @@
 //! {{name}}: a wasmhook policy. Objects must carry the label its settings
-//! name (`{"label": "team"}`); a request for one without it is denied.
+//! name (`{"label": "team"}`); a request for one without it is denied —
+//! unless its Namespace carries the label.
+//!
+//! When the policy set lets the policy read Namespaces, the label may be on
+//! the object's Namespace instead:
+//!
+//! ```yaml
+//! context:
+//!   - {apiVersion: v1, kind: Namespace}
+//! ```
+//!
+//! Without it (as in `tests/`), the read is refused as not declared and the
+//! policy only looks at the object.
 
 use serde::Deserialize;
-use wasmhook_policy::{Operation, Policy, PolicyError, Request, Verdict, validation};
+use wasmhook_policy::context;
+use wasmhook_policy::{Metadata, Operation, Policy, PolicyError, Request, Verdict, validation};
 
 /// The policy's settings, as the policy set's `settings:` gives them.
 #[derive(Debug, Deserialize)]
@@ -35,6 +48,11 @@ impl Policy for {{type_name}} {
         if request.object_labels()?.contains_key(&settings.label) {
             return Ok(Verdict::allow());
         }
+        // An object in a Namespace that carries the label belongs to the
+        // Namespace's owner.
+        if namespace_label(request, &settings.label)?.is_some() {
+            return Ok(Verdict::allow());
+        }
         let name = request.name().unwrap_or("the object");
         Ok(Verdict::deny(format!(
             "{name} has no label {:?}: add it to metadata.labels",
@@ -44,6 +62,32 @@ impl Policy for {{type_name}} {
 }
 
 wasmhook_policy::export_policy!({{type_name}});
+
+/// What the policy reads of a Namespace: its metadata, labels included (a
+/// narrow view: the rest of the object is skipped, not allocated).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NamespaceView {
+    metadata: Metadata,
+}
+
+/// The value the object's Namespace gives `label`: read from the cluster
+/// when the policy set lets the policy read Namespaces (`context:`, see the
+/// crate documentation); `None` when it does not, when the object is
+/// cluster-scoped, or when the Namespace has no such label.
+fn namespace_label(request: &Request<'_>, label: &str) -> Result<Option<String>, PolicyError> {
+    let Some(namespace) = request.namespace() else {
+        return Ok(None);
+    };
+    match context::get_as::<NamespaceView>("v1", "Namespace", None, namespace) {
+        Ok(found) => Ok(found.and_then(|mut view| view.metadata.labels.remove(label))),
+        // No `context:` for Namespaces (as in the test suite): skip the read.
+        Err(error) if error.is_not_declared() => Ok(None),
+        // The server's cache is still filling, or the cluster serves no
+        // Namespaces: a failure of the policy, which its failurePolicy settles.
+        Err(error) => Err(error.into()),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -73,5 +117,19 @@ mod tests {
     fn an_object_without_the_label_is_denied() {
         let verdict = create(service(json!({}))).evaluate::<{{type_name}}>(json!({"label": "owner"})).unwrap();
         assert!(denial_message(&verdict).contains("no label \"owner\""));
+    }
+
+    /// The object's Namespace, as the cluster would hold it.
+    fn namespace(labels: serde_json::Value) -> serde_json::Value {
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": labels}})
+    }
+
+    #[test]
+    fn an_object_in_a_namespace_with_the_label_is_allowed_when_the_policy_may_read_it() {
+        let request = create(service(json!({}))).with_cluster([namespace(json!({"team": "shop"}))]);
+        assert_unchanged(&request.evaluate::<{{type_name}}>(json!(null)).unwrap());
+
+        let request = create(service(json!({}))).with_cluster([namespace(json!({"app": "shop"}))]);
+        assert!(denial_message(&request.evaluate::<{{type_name}}>(json!(null)).unwrap()).contains("no label"));
     }
 }
