@@ -374,3 +374,86 @@ fn errors_exit_2_and_say_what_and_where() {
         assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
     }
 }
+
+const STATEFULSET: &str = "\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: shop}
+spec:
+  serviceName: web-headless
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: nginx}]}
+";
+
+#[test]
+fn eval_reads_cluster_objects_from_context_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let statefulset = file(&dir, "sts.yaml", STATEFULSET);
+    // `kubectl get -o yaml` writes a List.
+    let cluster = file(
+        &dir,
+        "cluster.yaml",
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Service\n  \
+         metadata: {name: web-headless, namespace: shop}\n  spec: {clusterIP: 10.96.0.9, selector: {app: web}}\n",
+    );
+    let run = eval(&[
+        "--policy",
+        "statefulset-service-name",
+        "--object",
+        path(&statefulset),
+        "--context",
+        path(&cluster),
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("is not headless (clusterIP 10.96.0.9)"),
+        "{}",
+        run.stdout
+    );
+
+    // Declared but absent: the Service is missing, as in a cluster without it.
+    let run = eval(&[
+        "--policy",
+        "statefulset-service-name",
+        "--object",
+        path(&statefulset),
+        "--context-kind",
+        "v1/Service",
+    ]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("does not exist"), "{}", run.stdout);
+
+    // No context: the policy behaves as without cluster access (no finding).
+    let run = eval(&["--policy", "statefulset-service-name", "--object", path(&statefulset)]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains("spec.serviceName) "), "{}", run.stdout);
+
+    // A broken context file is a usage error naming the file and document.
+    let broken = file(&dir, "broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: {}\n");
+    let run = eval(&[
+        "--policy",
+        "statefulset-service-name",
+        "--object",
+        path(&statefulset),
+        "--context",
+        path(&broken),
+    ]);
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr.contains("broken.yaml, document 1: no metadata.name"),
+        "{}",
+        run.stderr
+    );
+    let run = eval(&[
+        "--policy",
+        "statefulset-service-name",
+        "--object",
+        path(&statefulset),
+        "--context-kind",
+        "Service",
+    ]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("is not APIVERSION/KIND"), "{}", run.stderr);
+}

@@ -1,6 +1,7 @@
 //! What cluster context costs: the memory of a cache of 10,000 Services as
-//! the watches store them, and a policy's reads (`get`, `list` by namespace
-//! and by selector) through the same access check the engine uses.
+//! the watches store them, a policy's reads (`get`, `list` by namespace and
+//! by selector) through the same access check the engine uses, and a whole
+//! evaluation of statefulset-service-name with and without context.
 //!
 //! The Services are what a real cluster holds: `kubectl apply`'s
 //! last-applied annotation and `managedFields` included, which the store
@@ -18,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use wasmhook::context::{ContextSource, ContextStore, Declaration, PolicyContext, ResourceKind, Scope};
+use wasmhook::engine::{Engine, EngineConfig, Limits};
+use wasmhook::review::AdmissionInput;
 
 /// mimalloc, counting the bytes in use.
 struct Counting;
@@ -161,6 +164,52 @@ fn context(c: &mut Criterion) {
         let object = service(4242);
         b.iter(|| cache.apply(object.clone()).unwrap())
     });
+    group.finish();
+
+    // A whole review through the engine: statefulset-service-name on the
+    // recorded StatefulSet, without context (the read is refused as
+    // undeclared) and with a 10,000-Service cache (the read finds the
+    // Service its serviceName names, missing here, and warns).
+    let engine = Engine::new(EngineConfig::default()).expect("an engine");
+    let wasm = wasmhook_policy_artifacts::builtin("statefulset-service-name")
+        .expect("the built-in")
+        .wasm;
+    let without = engine
+        .load("statefulset-service-name", wasm, "null", Limits::default())
+        .expect("loads");
+    let with = without.clone().with_context(Some(PolicyContext::new(
+        vec![Declaration {
+            kind: kind(),
+            scope: Scope::Cluster,
+        }],
+        store.clone(),
+    )));
+    let body = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/admission-reviews/mutating-create-statefulset-mysql.json"),
+    )
+    .expect("the recorded review");
+    let input = AdmissionInput::from_review(&body).expect("a review");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let mut group = c.benchmark_group("review");
+    for (label, policy) in [("without-context", &without), ("with-context-10000-services", &with)] {
+        let verdict = policy.evaluate_blocking(input.request_text(), None).expect("evaluates");
+        assert_eq!(
+            verdict.warnings.len(),
+            usize::from(label.starts_with("with-")),
+            "{label}: {verdict:?}"
+        );
+        group.bench_function(format!("statefulset-service-name/{label}"), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(policy.evaluate(input.request_text(), None))
+                    .expect("evaluates")
+            })
+        });
+    }
     group.finish();
 }
 
