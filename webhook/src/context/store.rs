@@ -1,5 +1,6 @@
 //! The objects policies read, in memory, by kind: what watches fill in the
-//! server and files fill offline, through the same [`ContextStore::apply`].
+//! server and files fill offline, through the same [`KindCache::apply`] and
+//! [`KindCache::replace`].
 //!
 //! Each object is kept as compact JSON text (handed to a policy as it is,
 //! without serializing on the review path) with its labels parsed (for
