@@ -292,10 +292,12 @@ impl AdmissionInput {
         &self.request_json
     }
 
-    /// The request as a policy is given it: the compacted text and the index
-    /// of its containers.
+    /// The request as a policy is given it: the compacted text, the index
+    /// of its containers, and its namespace (already read here, so a policy
+    /// whose context is scoped to the request's namespace costs no second
+    /// read of the text).
     pub fn request_text(&self) -> RequestText<'_> {
-        RequestText::indexed(&self.request_json, &self.containers)
+        RequestText::indexed(&self.request_json, &self.containers).in_namespace(self.namespace())
     }
 
     /// Runs `read` with the request's containers indexed: what it reads of
