@@ -237,9 +237,13 @@ impl ContextWatches {
         watches
     }
 
-    /// Whether every watched kind has synced at least once.
-    pub fn synced(&self) -> bool {
-        self.watches().iter().all(|watch| watch.cache.synced())
+    /// Every watched kind with its status, read once each (for `/readyz`
+    /// and the metrics).
+    pub fn statuses(&self) -> Vec<(ResourceKind, KindStatus)> {
+        self.watches()
+            .iter()
+            .map(|watch| (watch.kind.clone(), watch.status()))
+            .collect()
     }
 }
 

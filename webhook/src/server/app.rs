@@ -317,18 +317,18 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    let watches = state.context.watches();
-    let context: serde_json::Map<String, serde_json::Value> = watches
+    let statuses = state.context.statuses();
+    let context: serde_json::Map<String, serde_json::Value> = statuses
         .iter()
-        .map(|watch| {
-            let status = serde_json::to_value(watch.status()).expect("a status serializes");
-            (watch.kind().to_string(), status)
+        .map(|(kind, status)| {
+            let status = serde_json::to_value(status).expect("a status serializes");
+            (kind.to_string(), status)
         })
         .collect();
-    let unsynced: Vec<String> = watches
+    let unsynced: Vec<String> = statuses
         .iter()
-        .filter(|watch| !watch.status().synced)
-        .map(|watch| watch.kind().to_string())
+        .filter(|(_, status)| !status.synced)
+        .map(|(kind, _)| kind.to_string())
         .collect();
     if !unsynced.is_empty() {
         return (
@@ -360,7 +360,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 .map(|(name, failure)| (name.clone(), serde_json::json!({"state": "not-loaded", "loadError": failure}))),
         )
         .collect();
-    let watch_failing = watches.iter().any(|watch| watch.status().failing);
+    let watch_failing = statuses.iter().any(|(_, status)| status.failing);
     let degraded = !snapshot.load_failures.is_empty() || snapshot.config_failure.is_some() || watch_failing;
     let mut body = serde_json::json!({
         "ready": true,
@@ -375,7 +375,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let statuses: Vec<_> = state.context.watches().iter().map(|watch| watch.status()).collect();
+    let statuses: Vec<_> = state.context.statuses().into_iter().map(|(_, status)| status).collect();
     state.metrics.context.observe(&statuses);
     (
         [(
