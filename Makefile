@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build examples test e2e kube-tier soak fuzz bench lint fmt clippy doc run clean
+.PHONY: all setup build examples test e2e kube-tier registry-test registry-tier soak fuzz bench lint fmt clippy doc run clean
 
 all: build
 
@@ -23,7 +23,8 @@ examples:
 
 ## test: every unit, integration and end-to-end test, every benchmark once (no
 ## timing), the policies' own test suites (wasmhook test), a 20-second soak, and
-## the tier against a real kube-apiserver where its binaries are found
+## the tiers against a real kube-apiserver and a real OCI registry where their
+## binaries are found
 test: setup examples
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
@@ -31,6 +32,7 @@ test: setup examples
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration 20s
 	@$(MAKE) --no-print-directory kube-tier
+	@$(MAKE) --no-print-directory registry-tier
 
 # The real API server's binaries (tests/support/kube.rs): KUBE_APISERVER and ETCD,
 # else found on PATH.
@@ -44,12 +46,33 @@ e2e: setup
 	@if [ -z "$(KUBE_APISERVER)" ] || [ -z "$(ETCD)" ]; then echo "make e2e: $(KUBE_TIER_HOW)" >&2; exit 2; fi
 	KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) $(CARGO) test -p wasmhook-tests --test kube -- --test-threads 2
 
-# make test's last step: the kube tier where its binaries are found, else how to enable it.
+# A step of make test: the kube tier where its binaries are found, else how to enable it.
 kube-tier:
 	@if [ -n "$(KUBE_APISERVER)" ] && [ -n "$(ETCD)" ]; then \
 		$(MAKE) --no-print-directory e2e; \
 	else \
 		echo "== kube tier (tests/kube) not run: $(KUBE_TIER_HOW); then run make e2e"; \
+	fi
+
+# The registry tier's binaries (tests/support/registry.rs): REGISTRY_BINARY (CNCF
+# distribution, v2.8), else docker-registry on PATH; skopeo on PATH.
+REGISTRY_BINARY ?= $(shell command -v docker-registry 2>/dev/null)
+SKOPEO := $(shell command -v skopeo 2>/dev/null)
+REGISTRY_TIER_HOW := apt-get install docker-registry skopeo (or set REGISTRY_BINARY to a CNCF distribution \
+	registry v2.8 binary)
+
+## registry-test: the tests against a real OCI registry (CNCF distribution, TLS and
+## basic auth) on loopback, checked with skopeo (tests/registry)
+registry-test: setup examples
+	@if [ -z "$(REGISTRY_BINARY)" ] || [ -z "$(SKOPEO)" ]; then echo "make registry-test: $(REGISTRY_TIER_HOW)" >&2; exit 2; fi
+	REGISTRY_BINARY=$(REGISTRY_BINARY) $(CARGO) test -p wasmhook-tests --test registry -- --test-threads 2
+
+# make test's last step: the registry tier where its binaries are found, else how to enable it.
+registry-tier:
+	@if [ -n "$(REGISTRY_BINARY)" ] && [ -n "$(SKOPEO)" ]; then \
+		$(MAKE) --no-print-directory registry-test; \
+	else \
+		echo "== registry tier (tests/registry) not run: $(REGISTRY_TIER_HOW); then run make registry-test"; \
 	fi
 
 ## soak: sustained mixed load with faults against a release build

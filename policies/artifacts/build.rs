@@ -93,8 +93,39 @@ fn main() {
     println!("cargo:rerun-if-env-changed={TOOLCHAIN_VARIABLE}");
 
     ensure_target_installed();
-    build(&workspace, &target_dir);
+    // The built-ins without their cluster-context checks first, kept under
+    // another name; then every policy with its default features.
+    build(&workspace, &target_dir, Features::WithoutContext);
+    let artifacts = target_dir.join(TARGET).join(PROFILE);
+    for policy in POLICIES.iter().filter(|policy| policy.builtin) {
+        let built = artifacts.join(wasm_name(policy.package));
+        std::fs::copy(&built, artifacts.join(without_context_name(policy.package)))
+            .unwrap_or_else(|error| panic!("cannot copy {}: {error}", built.display()));
+    }
+    build(&workspace, &target_dir, Features::Default);
     write_index(&out_dir, &target_dir);
+}
+
+/// Which build of the policies.
+#[derive(Clone, Copy, PartialEq)]
+enum Features {
+    /// Every policy, with its default features.
+    Default,
+    /// The built-ins alone, without the `cluster-context` feature: what the
+    /// server runs for a built-in whose policy-set entry declares no
+    /// `context:`, so that it does not import (and instantiate) the
+    /// interface.
+    WithoutContext,
+}
+
+/// The component file cargo writes for `package`.
+fn wasm_name(package: &str) -> String {
+    format!("{}.wasm", package.replace('-', "_"))
+}
+
+/// Where the build without cluster context is kept.
+fn without_context_name(package: &str) -> String {
+    format!("{}.without-context.wasm", package.replace('-', "_"))
 }
 
 /// `tool` (`rustc`, `cargo`) of the toolchain the policies are built with.
@@ -137,14 +168,20 @@ fn has_std(libdir: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn build(workspace: &Path, target_dir: &Path) {
+fn build(workspace: &Path, target_dir: &Path, features: Features) {
     let mut command = tool("cargo", "CARGO");
     command
         .current_dir(workspace)
         .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
         .arg(target_dir);
     for policy in POLICIES {
+        if features == Features::WithoutContext && !policy.builtin {
+            continue;
+        }
         command.args(["--package", policy.package]);
+    }
+    if features == Features::WithoutContext {
+        command.arg("--no-default-features");
     }
     // The outer build's settings are for the host, not for Wasm guests.
     for variable in [
@@ -179,7 +216,7 @@ fn write_index(out_dir: &Path, target_dir: &Path) {
     let mut index = String::new();
     let mut builtins = String::new();
     for policy in POLICIES {
-        let file = artifacts.join(format!("{}.wasm", policy.package.replace('-', "_")));
+        let file = artifacts.join(wasm_name(policy.package));
         assert!(file.exists(), "the build did not produce {}", file.display());
         let constant = policy.package.replace('-', "_").to_uppercase();
         writeln!(
@@ -190,11 +227,13 @@ fn write_index(out_dir: &Path, target_dir: &Path) {
         )
         .unwrap();
         if policy.builtin {
+            let without_context = artifacts.join(without_context_name(policy.package));
             writeln!(
                 builtins,
-                "    Builtin {{ name: {:?}, wasm: include_bytes!({:?}) }},",
+                "    Builtin {{ name: {:?}, wasm: include_bytes!({:?}), wasm_without_context: include_bytes!({:?}) }},",
                 policy.package,
-                file.display().to_string()
+                file.display().to_string(),
+                without_context.display().to_string()
             )
             .unwrap();
         }

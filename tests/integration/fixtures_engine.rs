@@ -14,11 +14,16 @@ use wasmhook::response::{Outcome, decide};
 use wasmhook::review::AdmissionInput;
 use wasmhook_tests::{Case, assert_patch_reproduces, cases, reviews_dir};
 
-/// Loads each (policy, settings) pair once; the compile cache makes every
+/// Both builds of each built-in: without its cluster-context checks, what
+/// the server runs for a policy set without `context:` (the default), and
+/// with them, which must decide alike when nothing is declared.
+const BUILDS: [bool; 2] = [false, true];
+
+/// Loads each (policy, settings, build) once; the compile cache makes every
 /// load after the first of a policy cheap.
 struct Policies {
     engine: Engine,
-    loaded: HashMap<(String, String), CompiledPolicy>,
+    loaded: HashMap<(String, String, bool), CompiledPolicy>,
     _cache: tempfile::TempDir,
 }
 
@@ -38,12 +43,12 @@ impl Policies {
         }
     }
 
-    fn get(&mut self, case: &Case) -> &CompiledPolicy {
-        let key = (case.policy.clone(), case.settings_json());
+    fn get(&mut self, case: &Case, with_context: bool) -> &CompiledPolicy {
+        let key = (case.policy.clone(), case.settings_json(), with_context);
         self.loaded.entry(key).or_insert_with(|| {
             let wasm = wasmhook_policy_artifacts::builtin(&case.policy)
                 .expect("a built-in")
-                .wasm;
+                .component(with_context);
             self.engine
                 .load(&case.policy, wasm, &case.settings_json(), Limits::default())
                 .unwrap_or_else(|error| panic!("{}: {error}", case.label()))
@@ -67,10 +72,15 @@ fn decoded_patch(encoded: &str) -> Value {
 #[test]
 fn every_case_in_mutate_mode() {
     let mut policies = Policies::new();
-    for case in cases() {
-        let label = case.label();
+    for (case, with_context) in cases()
+        .into_iter()
+        .flat_map(|case| BUILDS.map(|build| (case.clone(), build)))
+    {
+        let label = format!("{} (build with context: {with_context})", case.label());
         let input = input(&case);
-        let evaluated = policies.get(&case).evaluate_blocking(input.request_json(), None);
+        let evaluated = policies
+            .get(&case, with_context)
+            .evaluate_blocking(input.request_json(), None);
         let decision = decide(&case.policy, Enforcement::default(), &input, evaluated);
         let response = &decision.response;
         assert_eq!(response.uid, input.uid(), "{label}");
@@ -123,8 +133,10 @@ fn every_case_fits_in_the_built_ins_initial_memory() {
     let mut policies = Policies::new();
     for case in cases() {
         let input = input(&case);
-        let (_, grown) = evaluate_watching_memory(policies.get(&case), input.request_json());
-        assert!(!grown, "{}: the policy grew its memory", case.label());
+        for with_context in BUILDS {
+            let (_, grown) = evaluate_watching_memory(policies.get(&case, with_context), input.request_json());
+            assert!(!grown, "{} ({with_context}): the policy grew its memory", case.label());
+        }
     }
 }
 
@@ -142,16 +154,18 @@ fn a_large_statefulset_fits_in_the_built_ins_initial_memory() {
     let body = serde_json::to_vec(&review).unwrap();
     assert!(body.len() > 20_000, "{} bytes", body.len());
     let input = AdmissionInput::from_review(&body).unwrap();
-    let wasm = wasmhook_policy_artifacts::builtin("statefulset-service-name")
-        .unwrap()
-        .wasm;
-    let policy = policies
-        .engine
-        .load("statefulset-service-name", wasm, "null", Limits::default())
-        .unwrap();
-    let (verdict, grown) = evaluate_watching_memory(&policy, input.request_json());
-    assert!(verdict.mutated_object.is_some(), "the large StatefulSet is mutated too");
-    assert!(!grown, "the policy grew its memory for a {} byte review", body.len());
+    for with_context in BUILDS {
+        let wasm = wasmhook_policy_artifacts::builtin("statefulset-service-name")
+            .unwrap()
+            .component(with_context);
+        let policy = policies
+            .engine
+            .load("statefulset-service-name", wasm, "null", Limits::default())
+            .unwrap();
+        let (verdict, grown) = evaluate_watching_memory(&policy, input.request_json());
+        assert!(verdict.mutated_object.is_some(), "the large StatefulSet is mutated too");
+        assert!(!grown, "the policy grew its memory for a {} byte review", body.len());
+    }
 }
 
 #[test]
@@ -164,7 +178,8 @@ fn every_case_in_validate_mode() {
     for case in cases() {
         let label = case.label();
         let input = input(&case);
-        let evaluated = policies.get(&case).evaluate_blocking(input.request_json(), None);
+        // What the server runs for a policy set without `context:`.
+        let evaluated = policies.get(&case, false).evaluate_blocking(input.request_json(), None);
         let decision = decide(&case.policy, validate, &input, evaluated);
         let response = &decision.response;
         assert!(response.patch.is_none(), "{label}: validate mode never patches");

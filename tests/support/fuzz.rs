@@ -87,7 +87,7 @@ fn headless_service() -> &'static CompiledPolicy {
         })
         .expect("the engine starts");
         let module = wasmhook::builtin::ModuleSource::parse("builtin:headless-service")
-            .and_then(|module| module.read())
+            .and_then(|module| module.read(false))
             .expect("the built-in module");
         engine
             .load("headless-service", &module, "null", Limits::default())

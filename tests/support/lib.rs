@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod fuzz;
 pub mod kube;
+pub mod registry;
 
 use std::fs;
 use std::path::{Path, PathBuf};

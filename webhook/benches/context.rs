@@ -167,17 +167,23 @@ fn context(c: &mut Criterion) {
     group.finish();
 
     // A whole review through the engine: statefulset-service-name on the
-    // recorded StatefulSet, without context (the read is refused as
-    // undeclared) and with a 10,000-Service cache (the read finds the
-    // Service its serviceName names, missing here, and warns).
+    // recorded StatefulSet, without context (the server's build without the
+    // cluster-context checks) and with a 10,000-Service cache (the read
+    // finds no Service of the name serviceName gives, and warns).
     let engine = Engine::new(EngineConfig::default()).expect("an engine");
-    let wasm = wasmhook_policy_artifacts::builtin("statefulset-service-name")
-        .expect("the built-in")
-        .wasm;
-    let without = engine
-        .load("statefulset-service-name", wasm, "null", Limits::default())
-        .expect("loads");
-    let with = without.clone().with_context(Some(PolicyContext::new(
+    let builtin = wasmhook_policy_artifacts::builtin("statefulset-service-name").expect("the built-in");
+    let load = |with_context| {
+        engine
+            .load(
+                "statefulset-service-name",
+                builtin.component(with_context),
+                "null",
+                Limits::default(),
+            )
+            .expect("loads")
+    };
+    let without = load(false);
+    let with = load(true).with_context(Some(PolicyContext::new(
         vec![Declaration {
             kind: kind(),
             scope: Scope::Cluster,

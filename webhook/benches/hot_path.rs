@@ -113,7 +113,8 @@ fn cases(engine: &Engine) -> Vec<Case> {
         .iter()
         .map(|&(policy_name, fixture_name, what)| {
             let (wasm, settings) = match wasmhook_policy_artifacts::builtin(policy_name) {
-                Some(builtin) => (builtin.wasm.to_vec(), "null"),
+                // What the server runs for a policy set without `context:`.
+                Some(builtin) => (builtin.component(false).to_vec(), "null"),
                 None => (
                     std::fs::read(wasmhook_policy_artifacts::MISBEHAVING_POLICY_PATH).expect("the test policy"),
                     r#"{"behaviour":"allow"}"#,

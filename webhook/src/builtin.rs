@@ -1,8 +1,10 @@
 //! Where a policy's component comes from: compiled into the binary
-//! (`builtin:<name>`) or a `.wasm` file.
+//! (`builtin:<name>`), a `.wasm` file, or an OCI registry (`oci://…`).
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+
+use crate::oci::{OciError, PolicyReference, Registry, SignatureRequirement};
 
 pub use wasmhook_policy_artifacts::BUILTINS;
 
@@ -16,6 +18,9 @@ pub enum ModuleSource {
     Builtin(&'static str),
     /// A component file.
     File(PathBuf),
+    /// An artifact in an OCI registry (`oci://…`, or Kubewarden's
+    /// `registry://…`), pulled when the policy is loaded.
+    Oci(PolicyReference),
 }
 
 /// Why a module could not be found or read.
@@ -36,6 +41,15 @@ pub enum ModuleError {
         #[source]
         source: std::io::Error,
     },
+    /// The artifact could not be pulled or verified.
+    #[error(transparent)]
+    Oci(Box<OciError>),
+}
+
+impl From<OciError> for ModuleError {
+    fn from(error: OciError) -> Self {
+        Self::Oci(Box::new(error))
+    }
 }
 
 impl ModuleSource {
@@ -43,6 +57,9 @@ impl ModuleSource {
     /// built-in name (`headless-service`) also names the built-in policy
     /// unless a file of that name exists.
     pub fn parse(spec: &str) -> Result<Self, ModuleError> {
+        if PolicyReference::is_oci(spec) {
+            return Ok(Self::Oci(PolicyReference::parse(spec)?));
+        }
         if let Some(name) = spec.strip_prefix(PREFIX) {
             return lookup(name).map(Self::Builtin);
         }
@@ -54,13 +71,49 @@ impl ModuleSource {
         Ok(Self::File(PathBuf::from(spec)))
     }
 
-    /// The component's bytes.
-    pub fn read(&self) -> Result<Cow<'static, [u8]>, ModuleError> {
+    /// The component's bytes. A built-in comes in two builds: with its
+    /// checks that read the cluster, for a policy that declares `context:`
+    /// (`with_context`), and without, which does not import the
+    /// cluster-context interface and so is cheaper to instantiate. Both
+    /// decide alike when the policy may not read the cluster.
+    ///
+    /// An OCI artifact is pulled (or read from the cache) through
+    /// `registry`, and must carry the signatures `signatures` requires.
+    pub fn fetch(
+        &self,
+        registry: &Registry,
+        with_context: bool,
+        signatures: Option<&SignatureRequirement>,
+    ) -> Result<Cow<'static, [u8]>, ModuleError> {
         match self {
+            Self::Oci(reference) => {
+                let pulled = registry.pull(reference, signatures)?;
+                tracing::info!(
+                    reference = %reference,
+                    digest = %pulled.digest,
+                    bytes = pulled.wasm.len(),
+                    from_cache = pulled.from_cache,
+                    "policy module pulled"
+                );
+                Ok(Cow::Owned(pulled.wasm))
+            }
+            local => local.read(with_context),
+        }
+    }
+
+    /// [`ModuleSource::fetch`] of a built-in or a file, which needs no
+    /// registry; an OCI artifact is an error that says to pull it.
+    pub fn read(&self, with_context: bool) -> Result<Cow<'static, [u8]>, ModuleError> {
+        match self {
+            Self::Oci(reference) => Err(OciError::Registry {
+                reference: reference.to_string(),
+                reason: "this command reads local modules: wasmhook pull it first".to_owned(),
+            }
+            .into()),
             Self::Builtin(name) => Ok(Cow::Borrowed(
                 wasmhook_policy_artifacts::builtin(name)
                     .expect("built-in names are checked on parse")
-                    .wasm,
+                    .component(with_context),
             )),
             Self::File(path) => std::fs::read(path).map(Cow::Owned).map_err(|source| ModuleError::Read {
                 path: path.clone(),
@@ -74,6 +127,7 @@ impl ModuleSource {
         match self {
             Self::Builtin(name) => format!("{PREFIX}{name}"),
             Self::File(path) => path.display().to_string(),
+            Self::Oci(reference) => reference.to_string(),
         }
     }
 
@@ -86,6 +140,12 @@ impl ModuleSource {
                 .file_stem()
                 .map(|stem| stem.to_string_lossy().replace('_', "-"))
                 .unwrap_or_else(|| "policy".to_owned()),
+            Self::Oci(reference) => reference
+                .repository()
+                .rsplit('/')
+                .next()
+                .unwrap_or("policy")
+                .replace('_', "-"),
         }
     }
 }
@@ -126,11 +186,11 @@ mod tests {
     fn anything_else_is_a_file_read_on_demand() {
         let source = ModuleSource::parse("/no/such/policy.wasm").unwrap();
         assert_eq!(source.default_policy_name(), "policy");
-        let error = source.read().unwrap_err().to_string();
+        let error = source.read(false).unwrap_err().to_string();
         assert!(error.contains("/no/such/policy.wasm"), "{error}");
         assert!(
             ModuleSource::Builtin("headless-service")
-                .read()
+                .read(false)
                 .unwrap()
                 .starts_with(b"\0asm")
         );

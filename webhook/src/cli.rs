@@ -4,6 +4,7 @@ mod certs;
 mod eval;
 mod manifests;
 mod new;
+mod registry;
 mod serve;
 mod test;
 
@@ -41,6 +42,12 @@ enum Command {
     Manifests(manifests::ManifestsArgs),
     /// Generate a CA, a serving certificate for wasmhook's Service and its TLS Secret.
     Certs(certs::CertsArgs),
+    /// Pushes a policy component to an OCI registry.
+    Push(registry::PushArgs),
+    /// Pulls a policy component from an OCI registry (verifying its signature if asked).
+    Pull(registry::PullArgs),
+    /// Signs a policy in an OCI registry, as cosign does (verified by `signatures:` in a policy set).
+    Sign(registry::SignArgs),
 }
 
 /// How log lines are written.
@@ -102,6 +109,18 @@ where
         Command::Certs(args) => {
             init_logging(cli.log_format, "warn");
             certs::run(args, out, err)
+        }
+        Command::Push(args) => {
+            init_logging(cli.log_format, "warn");
+            registry::push(args, out, err)
+        }
+        Command::Pull(args) => {
+            init_logging(cli.log_format, "warn");
+            registry::pull(args, out, err)
+        }
+        Command::Sign(args) => {
+            init_logging(cli.log_format, "warn");
+            registry::sign(args, out, err)
         }
     }
 }

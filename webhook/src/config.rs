@@ -34,6 +34,7 @@ use serde_json::Value;
 
 use crate::builtin::{ModuleError, ModuleSource};
 use crate::engine::{Limits, sha256_hex};
+use crate::oci::{Registry, SignatureRequirement};
 use crate::policy::Enforcement;
 
 /// The `apiVersion` a policy set file must declare.
@@ -75,6 +76,8 @@ pub struct PolicyConfig {
     pub match_conditions: Vec<MatchCondition>,
     /// The cluster objects the policy may read (`context:`), each kind once.
     pub context: Vec<crate::context::Declaration>,
+    /// The keys whose signatures an OCI module must carry (`signatures:`).
+    pub signatures: Option<SignatureRequirement>,
 }
 
 /// Which policy of a set an error is about.
@@ -172,7 +175,7 @@ pub enum ConfigError {
         "{}{policy}: module {}: sha256 mismatch: pinned {pinned}, {} has {actual}",
         origin_prefix(.origin),
         .module.display_name(),
-        if matches!(.module, ModuleSource::Builtin(_)) { "built-in" } else { "file" }
+        match .module { ModuleSource::Builtin(_) => "built-in", ModuleSource::File(_) => "file", ModuleSource::Oci(_) => "pulled module" }
     )]
     Sha256Mismatch {
         /// The file (see [`ConfigError::Module`]).
@@ -311,8 +314,13 @@ impl PolicySet {
             names.insert(config.name.clone(), index);
             policies.push(config);
         }
+        // Local modules are checked now; an OCI module is pulled (and its
+        // pin and signatures checked) when the policy is loaded.
+        let local = Registry::new(crate::oci::RegistryConfig::default());
         for (index, config) in policies.iter().enumerate() {
-            config.read_checked(Some(origin), Some(index))?;
+            if !matches!(config.module, ModuleSource::Oci(_)) {
+                config.read_checked(&local, Some(origin), Some(index))?;
+            }
         }
         Ok(Self { policies })
     }
@@ -335,6 +343,7 @@ impl PolicySet {
                     object_selector: None,
                     match_conditions: Vec::new(),
                     context: Vec::new(),
+                    signatures: None,
                 })
             })
             .collect();
@@ -370,20 +379,29 @@ impl PolicyConfig {
     /// Reads the module's bytes and checks them against the sha256 pin. The
     /// error names the policy and the module; the policy set file was checked
     /// when the set was loaded, so it is not repeated here.
-    pub fn read_module(&self) -> Result<Cow<'static, [u8]>, ConfigError> {
-        self.read_checked(None, None)
+    pub fn read_module(&self, registry: &Registry) -> Result<Cow<'static, [u8]>, ConfigError> {
+        self.read_checked(registry, None, None)
     }
 
-    fn read_checked(&self, origin: Option<&str>, index: Option<usize>) -> Result<Cow<'static, [u8]>, ConfigError> {
+    fn read_checked(
+        &self,
+        registry: &Registry,
+        origin: Option<&str>,
+        index: Option<usize>,
+    ) -> Result<Cow<'static, [u8]>, ConfigError> {
         let policy = || PolicyRef {
             name: Some(self.name.clone()),
             index,
         };
-        let bytes = self.module.read().map_err(|source| ConfigError::Module {
-            origin: origin.map(str::to_owned),
-            policy: policy(),
-            source,
-        })?;
+        let with_context = !self.context.is_empty();
+        let bytes = self
+            .module
+            .fetch(registry, with_context, self.signatures.as_ref())
+            .map_err(|source| ConfigError::Module {
+                origin: origin.map(str::to_owned),
+                policy: policy(),
+                source,
+            })?;
         if let Some(pinned) = &self.sha256 {
             let actual = sha256_hex(&bytes);
             if actual != *pinned {

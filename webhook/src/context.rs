@@ -226,9 +226,18 @@ impl RequestContext {
         self.policy.source.list(kind, namespace, &selector)
     }
 
+    /// Where `kind` is declared to be read; `None` when it is not.
+    pub fn scope(&self, kind: &ResourceKind) -> Option<Scope> {
+        self.declaration(kind).map(|declared| declared.scope)
+    }
+
+    fn declaration(&self, kind: &ResourceKind) -> Option<&Declaration> {
+        self.policy.declarations.iter().find(|declared| declared.kind == *kind)
+    }
+
     /// Whether `kind` is declared, and `namespace` within its scope.
     fn check(&self, kind: &ResourceKind, namespace: Option<&str>) -> Result<(), ContextError> {
-        let Some(declaration) = self.policy.declarations.iter().find(|declared| declared.kind == *kind) else {
+        let Some(declaration) = self.declaration(kind) else {
             let declared: Vec<String> = self.policy.declarations.iter().map(|d| d.kind.to_string()).collect();
             return Err(ContextError::NotDeclared(format!(
                 "{kind} is not declared for this policy (declared: {}): add `- {{apiVersion: {}, kind: {}}}` \

@@ -11,6 +11,7 @@
 //!   AdmissionResponses; [`patch`]: computes and verifies JSON Patches;
 //! - [`policy`]: how a policy is applied (mode, action, failure policy);
 //! - [`builtin`]: the policies compiled into the binary;
+//! - [`oci`]: policies pulled from, pushed to and signed in OCI registries;
 //! - [`server`]: the HTTPS admission server (`wasmhook serve`);
 //! - [`registration`]: the webhook configurations and certificates that
 //!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
@@ -25,6 +26,7 @@ pub mod context;
 pub mod duration;
 pub mod engine;
 pub mod manifest;
+pub mod oci;
 pub mod patch;
 pub mod policy;
 pub mod registration;

@@ -26,6 +26,7 @@ pub use listener::ConnectionTimeouts;
 
 use crate::context::watch::ContextWatches;
 use crate::engine::{Engine, EngineConfig};
+use crate::oci::{Registry, RegistryConfig};
 use crate::registration::{RegisterConfig, RegisterError, Registrar};
 use crate::tls::{ReloadOutcome, ReloadingCert, TlsError, TlsFiles};
 use app::AppState;
@@ -64,6 +65,9 @@ pub struct ServerConfig {
     pub evaluator: Evaluator,
     /// Where policies with a `context:` read the cluster from.
     pub context: ContextConfig,
+    /// How policies from OCI registries are pulled. Its `cache_dir`, when
+    /// unset, is the engine's.
+    pub registry: RegistryConfig,
 }
 
 /// The cluster the context watches follow (only when a policy declares
@@ -115,6 +119,7 @@ impl ServerConfig {
                 kubeconfig: None,
                 timeout: Duration::from_secs(30),
             },
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -173,11 +178,19 @@ impl RunningServer {
             config.context.timeout,
             stopping.clone(),
         ));
+        let registry = Arc::new(Registry::new(RegistryConfig {
+            cache_dir: config
+                .registry
+                .cache_dir
+                .clone()
+                .or_else(|| config.engine.cache_dir.clone()),
+            ..config.registry.clone()
+        }));
         let store = {
             let metrics = metrics.clone();
             let source = config.policies.clone();
             let context = context.clone();
-            tokio::task::spawn_blocking(move || PolicyStore::load(engine, source, metrics, context))
+            tokio::task::spawn_blocking(move || PolicyStore::load(engine, source, metrics, context, registry))
                 .await
                 .expect("loading policies does not panic")
         };

@@ -163,6 +163,46 @@ impl ContextError {
     }
 }
 
+/// Where the policy set lets this policy read a kind: its `context:` entry's
+/// `scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// In every namespace (and cluster-scoped objects).
+    Cluster,
+    /// Only in the namespace of the request being evaluated.
+    RequestNamespace,
+}
+
+/// Where this policy may read objects of type `K`, as the policy set
+/// declares it; `None` when it does not (as for a policy set with no
+/// `context:` for the policy).
+///
+/// Ask before a check that needs context, to skip it cheaply without:
+/// a read refused as [`ContextError::NotDeclared`] costs a host call that
+/// writes a message for the author into the policy's memory, on every
+/// evaluation.
+///
+/// ```
+/// use wasmhook_policy::context;
+/// use wasmhook_policy::k8s_openapi::api::core::v1::Service;
+///
+/// fn service_exists(namespace: &str, name: &str) -> Result<Option<bool>, context::ContextError> {
+///     if context::declared::<Service>().is_none() {
+///         return Ok(None); // no context: the check does not apply
+///     }
+///     Ok(Some(context::get::<Service>(Some(namespace), name)?.is_some()))
+/// }
+/// ```
+pub fn declared<K: k8s_openapi::Resource>() -> Option<Scope> {
+    declared_kind(K::API_VERSION, K::KIND)
+}
+
+/// [`declared`] for a kind named by `api_version` and `kind` (a custom
+/// resource, or a policy that reads with [`get_as`]).
+pub fn declared_kind(api_version: &str, kind: &str) -> Option<Scope> {
+    host::declared(api_version, kind)
+}
+
 /// The object of type `K` named `name` in `namespace` (`None` for a
 /// cluster-scoped kind); `Ok(None)` when there is no such object.
 ///
@@ -306,8 +346,15 @@ fn object_name(json: &str) -> String {
 /// The `cluster-context` import, in a Wasm policy.
 #[cfg(target_arch = "wasm32")]
 mod host {
-    use super::ContextError;
-    use crate::bindings::wasmhook::policy::cluster_context::{self, ContextError as Wit};
+    use super::{ContextError, Scope};
+    use crate::bindings::wasmhook::policy::cluster_context::{self, ContextError as Wit, Scope as WitScope};
+
+    pub(super) fn declared(api_version: &str, kind: &str) -> Option<Scope> {
+        cluster_context::declared(api_version, kind).map(|scope| match scope {
+            WitScope::Cluster => Scope::Cluster,
+            WitScope::RequestNamespace => Scope::RequestNamespace,
+        })
+    }
 
     pub(super) fn get(
         api_version: &str,
@@ -340,7 +387,7 @@ mod host {
 /// The test cluster of [`crate::testing`], natively.
 #[cfg(not(target_arch = "wasm32"))]
 mod host {
-    pub(super) use crate::testing::cluster::{get, list};
+    pub(super) use crate::testing::cluster::{declared, get, list};
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! exist, is it headless, does it select the StatefulSet's pods — what the
 //! API server cannot check, because the two objects are created separately.
 //!
-//! Without context for Services (the read is refused as not declared) there
+//! Without context for Services (`declared` says so before any read) there
 //! are no findings: the policy then works exactly as it did before it could
 //! read the cluster.
 
@@ -84,6 +84,12 @@ impl Findings {
 /// checks it.
 pub(crate) fn check(statefulset: &StatefulSet<'_>, service_name: &str, checks: &ServiceChecks) -> Findings {
     let mut findings = Findings::default();
+    // Without context the check does not apply: asking is cheaper than a
+    // read refused as not declared. Built without the feature, the policy
+    // does not import the cluster-context interface at all.
+    if !cfg!(feature = "cluster-context") || context::declared_kind("v1", "Service").is_none() {
+        return findings;
+    }
     let service = match context::get_as::<ServiceView>("v1", "Service", Some(statefulset.namespace), service_name) {
         Ok(service) => service,
         Err(error) if error.is_not_declared() => return findings,

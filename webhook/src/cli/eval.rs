@@ -154,7 +154,8 @@ pub fn run(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 fn evaluate(args: &EvalArgs) -> Result<(AdmissionInput, Decision), String> {
     let source = ModuleSource::parse(&args.policy).map_err(|error| error.to_string())?;
-    let wasm = source.read().map_err(|error| error.to_string())?;
+    let with_context = !(args.context.is_empty() && args.context_kinds.is_empty());
+    let wasm = source.read(with_context).map_err(|error| error.to_string())?;
     let settings = read_settings(args.settings.as_deref())?;
     let input = read_input(args)?;
 

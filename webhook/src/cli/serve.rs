@@ -16,6 +16,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use super::EXIT_USAGE;
 use crate::engine::EngineConfig;
 use crate::manifest::{self, RequestSpec};
+use crate::oci::RegistryConfig;
 use crate::registration::RegisterConfig;
 use crate::server::ready_file::ReadyFile;
 use crate::server::registry::PolicySource;
@@ -126,6 +127,27 @@ pub struct ServeArgs {
     /// does, deletes them.
     #[arg(long, env = "WASMHOOK_REGISTER_OWNER", default_value = crate::registration::DEFAULT_OWNER, value_name = "CLUSTERROLE")]
     register_owner: String,
+    /// Docker config.json with credentials for OCI registries (a mounted
+    /// kubernetes.io/dockerconfigjson Secret); read at every (re)load.
+    #[arg(long, env = "WASMHOOK_REGISTRY_CONFIG", value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+    /// PEM certificates to trust for OCI registries, besides the system's.
+    #[arg(long, env = "WASMHOOK_REGISTRY_CA", value_name = "FILE")]
+    registry_ca: Option<PathBuf>,
+    /// A registry (host or host:port) to pull from over plain HTTP. Repeatable.
+    #[arg(
+        long,
+        env = "WASMHOOK_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    insecure_registry: Vec<String>,
+    /// The bound of one pull, retries included.
+    #[arg(long, env = "WASMHOOK_REGISTRY_TIMEOUT", value_parser = crate::duration::parse, default_value = "60s")]
+    registry_timeout: Duration,
+    /// The largest policy module pulled from a registry, in MiB.
+    #[arg(long, env = "WASMHOOK_MAX_MODULE_SIZE_MIB", default_value_t = 128)]
+    max_module_size_mib: u64,
     /// How long start-up keeps trying to reach the API server; also bounds each API call.
     #[arg(long, env = "WASMHOOK_REGISTER_TIMEOUT", value_parser = crate::duration::parse, default_value = "30s")]
     register_timeout: Duration,
@@ -177,6 +199,11 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         kubeconfig,
         register_owner,
         register_timeout,
+        registry_config,
+        registry_ca,
+        insecure_registry,
+        registry_timeout,
+        max_module_size_mib,
     } = args;
     let state_dir = state_dir
         .or_else(super::default_state_dir)
@@ -240,6 +267,15 @@ async fn serve(args: ServeArgs, evaluator: Evaluator, out: &mut dyn Write, err: 
         context: ContextConfig {
             kubeconfig,
             timeout: register_timeout,
+        },
+        registry: RegistryConfig {
+            docker_config: registry_config,
+            ca_bundle: registry_ca,
+            insecure: insecure_registry,
+            timeout: Some(registry_timeout),
+            // The engine's compile cache directory (--cache-dir), under oci/.
+            cache_dir: None,
+            max_module_bytes: Some(max_module_size_mib << 20),
         },
         ..ServerConfig::new(listen, health_listen, tls, policies)
     };

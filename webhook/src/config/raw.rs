@@ -20,6 +20,7 @@ use super::{PolicyConfig, quantity};
 use crate::builtin::{self, ModuleSource};
 use crate::context::{Declaration, ResourceKind, Scope};
 use crate::engine::Limits;
+use crate::oci::{SignatureRequirement, VerificationKey};
 use crate::policy::{Action, Enforcement, FailurePolicy, Mode};
 
 /// The shortest timeout a policy may have.
@@ -54,6 +55,24 @@ struct RawPolicy {
     match_conditions: Vec<RawMatchCondition>,
     #[serde(default)]
     context: Vec<RawDeclaration>,
+    signatures: Option<RawSignatures>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSignatures {
+    keys: Vec<PathBuf>,
+    #[serde(default)]
+    require: Require,
+}
+
+/// Whether every key of `signatures.keys` must have signed, or one.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "camelCase")]
+enum Require {
+    #[default]
+    All,
+    Any,
 }
 
 #[derive(Deserialize)]
@@ -178,10 +197,10 @@ pub(super) fn policy(entry: Value, base_dir: &Path, max_memory: usize) -> Result
             .collect::<Result<Vec<_>, _>>()?,
         (None, ModuleSource::Builtin(name)) => builtin_rules(name, &context)
             .ok_or_else(|| invalid("rules", format!("required: the built-in {name} has no default rules")))?,
-        (None, ModuleSource::File(_)) => {
+        (None, ModuleSource::File(_) | ModuleSource::Oci(_)) => {
             return Err(invalid(
                 "rules",
-                "required for a policy from a file: say which requests it sees, e.g. \
+                "required for a policy from a file or a registry: say which requests it sees, e.g. \
                  [{operations: [CREATE], apiGroups: [\"\"], apiVersions: [v1], resources: [services]}]",
             ));
         }
@@ -198,6 +217,10 @@ pub(super) fn policy(entry: Value, base_dir: &Path, max_memory: usize) -> Result
         .map(|selector| convert_selector(selector, "objectSelector"))
         .transpose()?;
     let match_conditions = convert_match_conditions(raw.match_conditions)?;
+    let signatures = raw
+        .signatures
+        .map(|signatures| convert_signatures(signatures, &module, base_dir))
+        .transpose()?;
     Ok(PolicyConfig {
         name: raw.name,
         module,
@@ -213,6 +236,7 @@ pub(super) fn policy(entry: Value, base_dir: &Path, max_memory: usize) -> Result
         namespace_selector,
         object_selector,
         match_conditions,
+        signatures,
         context,
     })
 }
@@ -305,14 +329,47 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `builtin:<name>`, or a path resolved against the policy set's directory.
+/// `signatures:`: the keys read now, so a missing or malformed key fails the
+/// policy set, not a later pull. Only an OCI module has signatures; a file
+/// is pinned with `sha256`.
+fn convert_signatures(
+    raw: RawSignatures,
+    module: &ModuleSource,
+    base_dir: &Path,
+) -> Result<SignatureRequirement, Invalid> {
+    if !matches!(module, ModuleSource::Oci(_)) {
+        return Err(invalid(
+            "signatures",
+            "only a module from a registry (oci://…) is signed; pin a file or a built-in with sha256",
+        ));
+    }
+    if raw.keys.is_empty() {
+        return Err(invalid("signatures.keys", "must list at least one public key file"));
+    }
+    let keys = raw
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(index, path)| {
+            VerificationKey::read(&base_dir.join(path))
+                .map_err(|error| invalid(format!("signatures.keys[{index}]"), error.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SignatureRequirement {
+        keys,
+        require_all: raw.require == Require::All,
+    })
+}
+
+/// `builtin:<name>`, an `oci://` (or `registry://`) reference, or a path
+/// resolved against the policy set's directory.
 /// (Unlike the command line, a bare built-in name is a path here: a policy
 /// set says what it means.)
 fn module(spec: &str, base_dir: &Path) -> Result<ModuleSource, String> {
     if spec.trim().is_empty() {
         return Err("must not be empty: write builtin:<name> or the path of a .wasm component".to_owned());
     }
-    if spec.starts_with(builtin::PREFIX) {
+    if spec.starts_with(builtin::PREFIX) || crate::oci::PolicyReference::is_oci(spec) {
         return ModuleSource::parse(spec).map_err(|error| error.to_string());
     }
     // `components()` drops the `.` segments `./policy.wasm` would leave in messages.

@@ -225,7 +225,7 @@ fn the_builtin_default_serves_both_builtins_with_their_rules() {
         assert_eq!(policy.enforcement, Enforcement::default());
         assert_eq!(policy.limits, Limits::default());
         assert_eq!(policy.settings, Value::Null);
-        assert!(policy.read_module().unwrap().starts_with(b"\0asm"));
+        assert!(policy.read_module(&local()).unwrap().starts_with(b"\0asm"));
     }
     assert!(set.get("nope").is_none());
 
@@ -292,7 +292,7 @@ fn modules_are_pinned_by_sha256() {
 
     let set = load(&digest).unwrap();
     assert_eq!(set.policies[0].sha256.as_deref(), Some(digest.as_str()));
-    assert_eq!(&*set.policies[0].read_module().unwrap(), wasm);
+    assert_eq!(&*set.policies[0].read_module(&local()).unwrap(), wasm);
 
     let wrong = "0".repeat(64);
     let message = load(&wrong).unwrap_err().to_string();
@@ -307,7 +307,7 @@ fn modules_are_pinned_by_sha256() {
 
     // The pin is checked again whenever the module is read.
     std::fs::write(&path, b"\0asm changed").unwrap();
-    let message = set.policies[0].read_module().unwrap_err().to_string();
+    let message = set.policies[0].read_module(&local()).unwrap_err().to_string();
     assert_contains(
         &message,
         &[
@@ -322,7 +322,8 @@ fn modules_are_pinned_by_sha256() {
 
 #[test]
 fn builtins_can_be_pinned_too() {
-    let digest = sha256_hex(&ModuleSource::Builtin("headless-service").read().unwrap());
+    // Without `context:`, the build without the cluster-context checks.
+    let digest = sha256_hex(&ModuleSource::Builtin("headless-service").read(false).unwrap());
     let pinned = |pin: &str| {
         set(&format!(
             "  - name: web\n    module: builtin:headless-service\n    sha256: \"{pin}\"\n"
@@ -478,4 +479,9 @@ fn bad_context_declarations_name_the_field() {
         crate::config::context_declarations(serde_json::json!([{"apiVersion": "v1"}])).unwrap_err(),
         "context[0]: missing field `kind`"
     );
+}
+
+/// A registry client for modules that need none (built-ins and files).
+fn local() -> crate::oci::Registry {
+    crate::oci::Registry::new(crate::oci::RegistryConfig::default())
 }

@@ -162,6 +162,13 @@ fn reads_are_limited_to_what_the_policy_declares() {
     let store: Arc<dyn ContextSource> = Arc::new(services());
     let cluster = PolicyContext::new(vec![declared(SERVICE(), Scope::Cluster)], store.clone());
     let request = cluster.for_request(Some("shop".into()));
+    assert_eq!(request.scope(&SERVICE()), Some(Scope::Cluster));
+    assert_eq!(request.scope(&ResourceKind::new("v1", "Secret")), None);
+    assert_eq!(
+        request.scope(&ResourceKind::new("v2", "Service")),
+        None,
+        "another version"
+    );
     assert!(request.get(&SERVICE(), Some("blog"), "web").unwrap().is_some());
     assert_eq!(names(&request.list(&SERVICE(), None, "").unwrap()).len(), 3);
 
@@ -180,6 +187,7 @@ fn reads_are_limited_to_what_the_policy_declares() {
 
     let own = PolicyContext::new(vec![declared(SERVICE(), Scope::RequestNamespace)], store);
     let request = own.for_request(Some("shop".into()));
+    assert_eq!(request.scope(&SERVICE()), Some(Scope::RequestNamespace));
     assert!(request.get(&SERVICE(), Some("shop"), "web").unwrap().is_some());
     assert_eq!(
         names(&request.list(&SERVICE(), Some("shop"), "{}").unwrap()),

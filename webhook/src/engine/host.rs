@@ -23,7 +23,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wasmhook::policy::{cluster_context, request_layout};
-use crate::context::{self, ContextError, RequestContext, ResourceKind};
+use crate::context::{self, ContextError, RequestContext, ResourceKind, Scope};
 
 /// The data of one policy instance's `Store`.
 pub struct HostState {
@@ -59,6 +59,15 @@ impl HostState {
 }
 
 impl cluster_context::Host for HostState {
+    fn declared(&mut self, api_version: String, kind: String) -> Option<cluster_context::Scope> {
+        let context = self.context.as_ref()?;
+        let scope = context.scope(&ResourceKind::new(api_version, kind))?;
+        Some(match scope {
+            Scope::Cluster => cluster_context::Scope::Cluster,
+            Scope::RequestNamespace => cluster_context::Scope::RequestNamespace,
+        })
+    }
+
     fn get(
         &mut self,
         api_version: String,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::config::{ConfigError, PolicyConfig, PolicySet};
 use crate::context::ContextProvider;
 use crate::engine::{CompiledPolicy, Engine, LoadError, sha256_hex};
+use crate::oci::Registry;
 use crate::server::cpu::Sampler;
 use crate::server::metrics::{Metrics, PolicyLabels, ResultLabels};
 
@@ -100,6 +101,8 @@ pub struct PolicyStore {
     source: PolicySource,
     /// Gives policies with a `context:` their cluster objects.
     context: Arc<dyn ContextProvider>,
+    /// Where modules from OCI registries are pulled.
+    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     current: RwLock<Arc<Snapshot>>,
     /// Serializes reloads, and remembers the fingerprint of the files the
@@ -115,11 +118,13 @@ impl PolicyStore {
         source: PolicySource,
         metrics: Arc<Metrics>,
         context: Arc<dyn ContextProvider>,
+        registry: Arc<Registry>,
     ) -> Result<Self, StartupError> {
         let set = read_set(&source, engine.config().max_memory_limit)?;
         let mut snapshot = Snapshot::default();
         for config in set.policies {
-            let compiled = with_context(compile(&engine, &config)?, &config, context.as_ref())?;
+            let wasm = config.read_module(&registry)?;
+            let compiled = with_context(compile(&engine, &config, &wasm)?, &config, context.as_ref())?;
             snapshot.order.push(config.name.clone());
             snapshot
                 .policies
@@ -130,6 +135,7 @@ impl PolicyStore {
             engine,
             source,
             context,
+            registry,
             metrics,
             current: RwLock::new(Arc::new(snapshot)),
             last_inputs: Mutex::new(inputs),
@@ -185,11 +191,16 @@ impl PolicyStore {
         for config in set.policies {
             let name = config.name.clone();
             let old = previous.policies.get(&name);
-            let reusable = old.filter(|old| same_code(&old.config, &old.compiled, &config));
-            let compiled = match reusable {
-                Some(old) => Ok(old.compiled.clone()),
-                None => compile(&self.engine, &config),
-            };
+            // Read once: a tag is resolved again at every reload.
+            let compiled = config
+                .read_module(&self.registry)
+                .map_err(StartupError::from)
+                .and_then(
+                    |wasm| match old.filter(|old| same_code(&old.config, &old.compiled, &config, &wasm)) {
+                        Some(old) => Ok(old.compiled.clone()),
+                        None => compile(&self.engine, &config, &wasm),
+                    },
+                );
             let active = compiled
                 .and_then(|compiled| with_context(compiled, &config, self.context.as_ref()))
                 .map(|compiled| ActivePolicy::new(config, compiled));
@@ -240,10 +251,9 @@ fn read_set(source: &PolicySource, max_memory_limit: usize) -> Result<PolicySet,
     }
 }
 
-/// Reads the module (checking its pin) and compiles it with its settings.
-fn compile(engine: &Engine, config: &PolicyConfig) -> Result<CompiledPolicy, StartupError> {
-    let wasm = config.read_module()?;
-    Ok(engine.load(&config.name, &wasm, &config.settings_json(), config.limits)?)
+/// Compiles the module read for `config` (its pin checked) with its settings.
+fn compile(engine: &Engine, config: &PolicyConfig, wasm: &[u8]) -> Result<CompiledPolicy, StartupError> {
+    Ok(engine.load(&config.name, wasm, &config.settings_json(), config.limits)?)
 }
 
 /// `compiled` reading the cluster as `config`'s `context:` declares.
@@ -264,13 +274,10 @@ pub fn with_context(
     Ok(compiled.with_context(Some(context)))
 }
 
-/// Whether `compiled` (built for `old`) can serve `new` as is.
-fn same_code(old: &PolicyConfig, compiled: &CompiledPolicy, new: &PolicyConfig) -> bool {
-    let module_unchanged = new
-        .read_module()
-        .map(|wasm| sha256_hex(&wasm) == compiled.sha256())
-        .unwrap_or(false);
-    module_unchanged && old.settings == new.settings && old.limits == new.limits
+/// Whether `compiled` (built for `old`) can serve `new`, whose module is
+/// `wasm`, as is.
+fn same_code(old: &PolicyConfig, compiled: &CompiledPolicy, new: &PolicyConfig, wasm: &[u8]) -> bool {
+    sha256_hex(wasm) == compiled.sha256() && old.settings == new.settings && old.limits == new.limits
 }
 
 /// The files a reload reads: the policy-set file and every module file it names.
@@ -283,7 +290,7 @@ fn watched_files(source: &PolicySource, snapshot: &Snapshot) -> Vec<PathBuf> {
         .values()
         .filter_map(|policy| match &policy.config.module {
             crate::builtin::ModuleSource::File(module) => Some(module.clone()),
-            crate::builtin::ModuleSource::Builtin(_) => None,
+            crate::builtin::ModuleSource::Builtin(_) | crate::builtin::ModuleSource::Oci(_) => None,
         });
     std::iter::once(path.clone()).chain(modules).collect()
 }

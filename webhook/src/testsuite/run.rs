@@ -141,7 +141,10 @@ impl Runner {
         } else {
             ModuleSource::File(suite.dir.join(spec))
         };
-        let wasm = source.read().map_err(|error| error.to_string())?;
+        // A built-in with its cluster-context checks: cases with and without
+        // context share the compiled policy, and without declarations it
+        // decides as the build without them does.
+        let wasm = source.read(true).map_err(|error| error.to_string())?;
         let limits = Limits {
             timeout: suite.policy.timeout.unwrap_or(Limits::default().timeout),
             ..Limits::default()

@@ -246,6 +246,26 @@ fn only_declared_kinds_are_readable() {
 }
 
 #[test]
+fn declared_says_which_kinds_are_readable_without_reading() {
+    assert_eq!(declared::<Service>(), None, "no test cluster: nothing is declared");
+    cluster().run(|| {
+        assert_eq!(declared::<Service>(), Some(Scope::Cluster));
+        assert_eq!(declared_kind("example.com/v1", "Widget"), Some(Scope::Cluster));
+    });
+    let declared_kinds = cluster()
+        .declare("v1", "Service")
+        .not_synced("v1", "ConfigMap")
+        .declare("v1", "ConfigMap");
+    declared_kinds.run(|| {
+        assert_eq!(declared::<Service>(), Some(Scope::Cluster));
+        // Declared but not synced: declared, and the read says why it fails.
+        assert_eq!(declared_kind("v1", "ConfigMap"), Some(Scope::Cluster));
+        assert_eq!(declared::<Namespace>(), None);
+        assert_eq!(declared::<StatefulSet>(), None);
+    });
+}
+
+#[test]
 fn a_cluster_is_set_only_while_it_runs() {
     cluster().run(|| {
         assert!(get::<Service>(Some("shop"), "web").unwrap().is_some());

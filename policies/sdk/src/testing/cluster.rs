@@ -224,7 +224,7 @@ impl Drop for Restore {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) use native::{get, list};
+pub(crate) use native::{declared, get, list};
 
 /// The reads, natively: what [`crate::context`] calls instead of the import.
 #[cfg(not(target_arch = "wasm32"))]
@@ -236,7 +236,7 @@ mod native {
     use serde_json::Value;
 
     use super::{CLUSTER, ClusterObjects, Failure, Objects, kind_key};
-    use crate::context::ContextError;
+    use crate::context::{ContextError, Scope};
     use crate::selector;
 
     impl ClusterObjects {
@@ -264,6 +264,17 @@ mod native {
                 None => Ok(self.objects.get(&kind)),
             }
         }
+    }
+
+    /// `cluster-context.declared`, answered from the test cluster: every
+    /// kind it lets the policy read is declared for the whole cluster.
+    pub(crate) fn declared(api_version: &str, kind: &str) -> Option<Scope> {
+        let cluster: Option<Rc<ClusterObjects>> = CLUSTER.with(|slot| slot.borrow().clone());
+        let readable = match cluster?.declared.as_ref() {
+            Some(declared) => declared.contains(&kind_key(api_version, kind)),
+            None => true,
+        };
+        readable.then_some(Scope::Cluster)
     }
 
     /// `cluster-context.get`, answered from the test cluster.
