@@ -320,6 +320,14 @@ async fn refusals_are_load_errors_that_name_the_policy_and_the_reference() {
         "says where the credentials came from: {error}"
     );
 
+    // No such registry.
+    let nowhere = "oci://no-such-registry.invalid/policies/headless:v1";
+    let error = start(vec![entry("web", nowhere, "")], registry.docker_config()).await;
+    assert!(
+        error.contains(nowhere) && error.contains("cannot reach the registry"),
+        "{error}"
+    );
+
     // No such tag, no such digest.
     let missing = format!("oci://{}/policies/headless:v9", registry.host());
     let error = start(vec![entry("web", &missing, "")], registry.docker_config()).await;

@@ -1,6 +1,6 @@
 //! The overlays: cert-manager (cert-manager issues the certificate; the pods
-//! still register) and dev (static webhooks that call a server outside the
-//! cluster).
+//! still register), dev (static webhooks that call a server outside the
+//! cluster) and registry (a policy pulled from an OCI registry).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -125,5 +125,81 @@ fn dev_overlay_calls_a_url_and_runs_nothing_in_the_cluster() {
             "{policy_name}: the caBundle of endpoint.env"
         );
         assert_webhook_fields(webhook, reinvocation.as_deref(), mode, policy);
+    }
+}
+
+#[test]
+fn registry_overlay_mounts_the_credentials_it_names_and_pulls_its_policy() {
+    let overlay = Rendered::of("overlays/registry");
+    overlay.assert_every_object_parses();
+    let deployment = overlay.deployment();
+    let args = args(&deployment);
+    let credentials = super::flag_value(&args, "--registry-config").expect("--registry-config");
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.clone())
+        .unwrap();
+    let mount = super::container(&deployment)
+        .volume_mounts
+        .unwrap_or_default()
+        .into_iter()
+        .find(|mount| credentials.starts_with(&format!("{}/", mount.mount_path)))
+        .unwrap_or_else(|| panic!("{credentials} is on no volume"));
+    let volume = pod
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .find(|volume| volume.name == mount.name)
+        .unwrap();
+    let secret = volume.secret.expect("the credentials come from a Secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("wasmhook-registry"));
+    assert!(
+        credentials.ends_with("/.dockerconfigjson"),
+        "the key a dockerconfigjson Secret has"
+    );
+    assert_eq!(mount.read_only, Some(true));
+    // The OCI cache shares the compile cache's volume.
+    assert!(super::flag_value(&args, "--cache-dir").is_some());
+    assert_serve_accepts(&args);
+
+    // The policy set: one policy from the registry, by tag, with its rules.
+    let text = super::rendered::str_at(overlay.only("ConfigMap"), "/data/policies.yaml");
+    let set = wasmhook::config::PolicySet::from_yaml(
+        "ConfigMap policies.yaml",
+        text,
+        &deploy_dir().join("overlays/registry"),
+        wasmhook::engine::EngineConfig::default().max_memory_limit,
+    )
+    .unwrap_or_else(|error| panic!("the overlay's policy set is rejected: {error}"));
+    let [policy] = set.policies.as_slice() else {
+        panic!("one policy: {:?}", set.policies)
+    };
+    let wasmhook::builtin::ModuleSource::Oci(reference) = &policy.module else {
+        panic!("a module from a registry: {:?}", policy.module)
+    };
+    assert_eq!(reference.repository(), "wasmhook/policies/require-labels-python");
+
+    // Egress: DNS, and 443 for the registry and the API server.
+    let egress = overlay
+        .find("NetworkPolicy", "wasmhook-egress")
+        .expect("the NetworkPolicy");
+    let ports: Vec<(String, i64)> = egress["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().clone())
+        .map(|port| {
+            (
+                port["protocol"].as_str().unwrap().to_owned(),
+                port["port"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    for wanted in [("UDP", 53), ("TCP", 53), ("TCP", 443)] {
+        assert!(
+            ports.contains(&(wanted.0.to_owned(), wanted.1)),
+            "{wanted:?} in {ports:?}"
+        );
     }
 }

@@ -124,6 +124,7 @@ impl Rendered {
                 (_, "Deployment") => round_trip::<Deployment>(object, &label),
                 (_, "Service") => round_trip::<Service>(object, &label),
                 (_, "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object, &label),
+                (_, "NetworkPolicy") => round_trip::<k8s_openapi::api::networking::v1::NetworkPolicy>(object, &label),
                 (_, "MutatingWebhookConfiguration") => round_trip::<MutatingWebhookConfiguration>(object, &label),
                 (_, "ValidatingWebhookConfiguration") => round_trip::<ValidatingWebhookConfiguration>(object, &label),
                 ("cert-manager.io/v1", "Issuer" | "Certificate") => {
