@@ -10,9 +10,12 @@
 //!
 //! - `harness`: the harness itself — authentication, a registry that stops
 //!   and comes back with its content, skopeo reading and pushing;
-//! - `oci`: policies pushed, pulled, served, cached, pinned and signed.
+//! - `oci`: policies pushed, pulled, served, cached, pinned and signed;
+//! - `insecure`: `--insecure-registry`, against the same registry in plain
+//!   HTTP without auth.
 
 mod harness;
+mod insecure;
 mod oci;
 
 use wasmhook_tests::registry::TestRegistry;

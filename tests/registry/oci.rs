@@ -55,12 +55,10 @@ async fn push(registry: &TestRegistry, wasm: &[u8], reference: &str, extra: &[&s
     args.extend(registry_flags(registry));
     let (status, out, err) = wasmhook(args).await;
     assert_eq!(status, 0, "push failed: {err}\n{}", registry.log_tail());
-    let digest = out
-        .lines()
+    out.lines()
         .find_map(|line| line.strip_prefix("digest: "))
         .unwrap_or_else(|| panic!("push names the digest: {out}"))
-        .to_owned();
-    digest
+        .to_owned()
 }
 
 /// Signs `reference` with the private key `key`.

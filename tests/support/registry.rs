@@ -13,6 +13,11 @@
 //! (webpki) rejects a self-signed certificate used directly by a server
 //! (`CaUsedAsEndEntity`), so a single certificate would not do.
 //!
+//! [`TestRegistry::start_plain_http`] starts the same registry without TLS
+//! and without auth, as registries inside a cluster or a CI job often run:
+//! the tests of `--insecure-registry` (only the registries named there are
+//! spoken to in plain HTTP) need a real one.
+//!
 //! Ports: the registry cannot report a port it was given as 0, so a start
 //! picks a free port and, if it was taken between the probe and the bind,
 //! starts again with a new one. [`TestRegistry::restart`] keeps its port
@@ -102,7 +107,9 @@ fn find_binaries(registry: Option<std::ffi::OsString>, path: Option<std::ffi::Os
     }
 }
 
-/// A running registry with TLS and basic auth on `127.0.0.1`, killed on drop.
+/// A running registry on `127.0.0.1`, killed on drop: with TLS and basic
+/// auth ([`start`](Self::start)), or with neither
+/// ([`start_plain_http`](Self::start_plain_http)).
 ///
 /// Every method takes `&self`, so a test can share it (in an `Arc`) with a
 /// thread that stops and restarts it while a client is working.
@@ -111,11 +118,17 @@ pub struct TestRegistry {
     dir: tempfile::TempDir,
     port: u16,
     child: Mutex<Option<Child>>,
-    /// Trusts only the CA; offers HTTP/2 and HTTP/1.1 (the registry serves both).
-    tls: rustls::ClientConfig,
-    /// The same, offering only HTTP/1.1: the readiness probe speaks it by hand.
-    probe_tls: Arc<rustls::ClientConfig>,
+    /// `None`: plain HTTP, no auth.
+    tls: Option<ClientTls>,
     docker_configs: AtomicU32,
+}
+
+/// The client side of a registry with TLS.
+struct ClientTls {
+    /// Trusts only the CA; offers HTTP/2 and HTTP/1.1 (the registry serves both).
+    client: rustls::ClientConfig,
+    /// The same, offering only HTTP/1.1: the readiness probe speaks it by hand.
+    probe: Arc<rustls::ClientConfig>,
 }
 
 impl TestRegistry {
@@ -127,39 +140,59 @@ impl TestRegistry {
         let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
         let ca_pem = write_certificates(dir.path())?;
         write(&dir.path().join("htpasswd"), HTPASSWD)?;
+        let tls = ClientTls {
+            client: client_config(Some(&ca_pem), &[b"h2", b"http/1.1"])?,
+            probe: Arc::new(client_config(Some(&ca_pem), &[b"http/1.1"])?),
+        };
+        Self::first_start(binaries, dir, Some(tls))
+    }
+
+    /// Starts the registry in plain HTTP without auth (no certificates, no
+    /// htpasswd) in a new temporary directory, and waits until `GET /v2/`
+    /// answers 200. Clients reach it only when told it is insecure
+    /// (`--insecure-registry` [`host`](Self::host)); what needs TLS or
+    /// credentials behaves as each accessor says.
+    pub fn start_plain_http() -> Result<Self, String> {
+        let binaries = binaries()?;
+        let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        Self::first_start(binaries, dir, None)
+    }
+
+    fn first_start(binaries: Binaries, dir: tempfile::TempDir, tls: Option<ClientTls>) -> Result<Self, String> {
         write(
             &dir.path().join("policy.json"),
             r#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
         )?;
-        let registry = Self {
+        let mut registry = Self {
             binaries,
-            tls: client_config(&ca_pem, &[b"h2", b"http/1.1"])?,
-            probe_tls: Arc::new(client_config(&ca_pem, &[b"http/1.1"])?),
             dir,
             port: 0,
             child: Mutex::new(None),
+            tls,
             docker_configs: AtomicU32::new(0),
         };
-        registry.first_start()
-    }
-
-    fn first_start(mut self) -> Result<Self, String> {
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
-            self.port = free_port()?;
-            self.write_config()?;
-            match self.spawn_and_wait() {
+            registry.port = free_port()?;
+            registry.write_config()?;
+            match registry.spawn_and_wait() {
                 Ok(child) => {
-                    *self.lock() = Some(child);
-                    let path = self.dir.path().join("docker/config.json");
-                    write_docker_config(&path, &self.host(), USER, PASSWORD)?;
-                    return Ok(self);
+                    *registry.lock() = Some(child);
+                    let credentials = registry.tls.as_ref().map(|_| (USER, PASSWORD));
+                    write_docker_config(&registry.docker_config(), &registry.host(), credentials)?;
+                    return Ok(registry);
                 }
                 Err(error) if error.contains("address already in use") => last_error = error,
                 Err(error) => return Err(error),
             }
         }
         Err(last_error)
+    }
+
+    /// Whether the registry speaks plain HTTP without auth
+    /// ([`start_plain_http`](Self::start_plain_http)).
+    pub fn is_plain_http(&self) -> bool {
+        self.tls.is_none()
     }
 
     /// `127.0.0.1:<port>`: the registry part of references, and the key of
@@ -174,28 +207,45 @@ impl TestRegistry {
     }
 
     /// The CA the registry's certificate chains to (PEM file).
+    ///
+    /// # Panics
+    ///
+    /// For a plain-HTTP registry, which has no CA: a test that asks for one
+    /// is wrong, and says so here rather than as a missing file in a client.
     pub fn ca_file(&self) -> PathBuf {
         self.cert_dir().join("ca.crt")
     }
 
     /// A directory holding only `ca.crt`: what skopeo's and podman's
     /// `--cert-dir` and containers' `certs.d/<host>/` expect.
+    ///
+    /// # Panics
+    ///
+    /// For a plain-HTTP registry, like [`ca_file`](Self::ca_file).
     pub fn cert_dir(&self) -> PathBuf {
+        assert!(
+            !self.is_plain_http(),
+            "the test registry at {} speaks plain HTTP: it has no CA (reach it with --insecure-registry {0})",
+            self.host()
+        );
         self.dir.path().join("certs")
     }
 
-    /// The user the registry accepts ([`USER`]).
+    /// The user the registry accepts ([`USER`]). A plain-HTTP registry has
+    /// no auth: it accepts any request, with these credentials or none.
     pub fn user(&self) -> &'static str {
         USER
     }
 
-    /// That user's password ([`PASSWORD`]).
+    /// That user's password ([`PASSWORD`]; see [`user`](Self::user)).
     pub fn password(&self) -> &'static str {
         PASSWORD
     }
 
     /// A Docker `config.json` with this registry's credentials:
-    /// `{"auths": {"127.0.0.1:<port>": {"auth": base64("user:password")}}}`.
+    /// `{"auths": {"127.0.0.1:<port>": {"auth": base64("user:password")}}}`;
+    /// for a plain-HTTP registry, which needs none, `{"auths": {}}` (so that
+    /// a client given it does not fall back to the user's own file).
     /// Its directory is what `DOCKER_CONFIG` names.
     pub fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker/config.json")
@@ -203,11 +253,11 @@ impl TestRegistry {
 
     /// Writes another Docker `config.json` for this registry with the given
     /// credentials (wrong ones, for tests of refused pulls) in a directory of
-    /// its own, and returns its path.
+    /// its own, and returns its path. A plain-HTTP registry ignores them.
     pub fn docker_config_with(&self, user: &str, password: &str) -> Result<PathBuf, String> {
         let number = self.docker_configs.fetch_add(1, Ordering::Relaxed) + 1;
         let path = self.dir.path().join(format!("docker-{number}/config.json"));
-        write_docker_config(&path, &self.host(), user, password)?;
+        write_docker_config(&path, &self.host(), Some((user, password)))?;
         Ok(path)
     }
 
@@ -264,17 +314,25 @@ impl TestRegistry {
 
     /// An HTTPS client (HTTP/2 or 1.1) that trusts only this registry's CA and
     /// sends no credentials unless asked (`basic_auth(user(), Some(password()))`).
+    /// For a plain-HTTP registry, a client that trusts no certificate at all:
+    /// it speaks plain HTTP to [`url`](Self::url)s and nothing else.
     pub fn http_client(&self) -> reqwest::Client {
+        let tls = match &self.tls {
+            Some(tls) => tls.client.clone(),
+            None => client_config(None, &[b"http/1.1"]).expect("a TLS configuration without roots"),
+        };
         reqwest::Client::builder()
-            .tls_backend_preconfigured(self.tls.clone())
+            .tls_backend_preconfigured(tls)
             .timeout(Duration::from_secs(30))
             .build()
-            .expect("an HTTPS client")
+            .expect("an HTTP client")
     }
 
-    /// `https://127.0.0.1:<port>` followed by `path` (which starts with `/`).
+    /// `https://127.0.0.1:<port>` (`http://` for a plain-HTTP registry)
+    /// followed by `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("https://{}{path}", self.host())
+        let scheme = if self.is_plain_http() { "http" } else { "https" };
+        format!("{scheme}://{}{path}", self.host())
     }
 
     /// `skopeo inspect --raw`: the manifest (or index) `reference` names, as
@@ -327,13 +385,22 @@ impl TestRegistry {
     }
 
     /// Runs skopeo with this registry's CA and credentials (`--{prefix}cert-dir`,
-    /// `--{prefix}creds`) and returns its standard output.
+    /// `--{prefix}creds`), or for a plain-HTTP registry with
+    /// `--{prefix}tls-verify=false` (which lets it fall back to HTTP), and
+    /// returns its standard output.
     fn skopeo(&self, command: &[&str], operands: &[&str], prefix: &str) -> Result<Vec<u8>, String> {
+        let access = if self.is_plain_http() {
+            vec![format!("--{prefix}tls-verify=false")]
+        } else {
+            vec![
+                format!("--{prefix}cert-dir={}", self.cert_dir().display()),
+                format!("--{prefix}creds={USER}:{PASSWORD}"),
+            ]
+        };
         let output = Command::new(&self.binaries.skopeo)
             .arg(format!("--command-timeout={SKOPEO_TIMEOUT}"))
             .args(command)
-            .arg(format!("--{prefix}cert-dir={}", self.cert_dir().display()))
-            .arg(format!("--{prefix}creds={USER}:{PASSWORD}"))
+            .args(access)
             .args(operands)
             .stdin(Stdio::null())
             .output()
@@ -359,25 +426,29 @@ impl TestRegistry {
         let dir = self.dir.path();
         // JSON strings are YAML strings: paths quoted whatever they hold.
         let quote = |path: PathBuf| serde_json::to_string(&path).expect("a path is JSON");
-        let text = format!(
+        let mut text = format!(
             "version: 0.1\n\
              log:\n  level: info\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: wasmhook-test-upload-secret\n  tls:\n    \
-             certificate: {certificate}\n    key: {key}\n\
-             auth:\n  htpasswd:\n    realm: {REALM}\n    path: {htpasswd}\n",
+             http:\n  addr: 127.0.0.1:{port}\n  secret: wasmhook-test-upload-secret\n",
             storage = quote(self.storage_dir()),
             port = self.port,
-            certificate = quote(dir.join("tls.crt")),
-            key = quote(dir.join("tls.key")),
-            htpasswd = quote(dir.join("htpasswd")),
         );
+        if !self.is_plain_http() {
+            text += &format!(
+                "  tls:\n    certificate: {certificate}\n    key: {key}\n\
+                 auth:\n  htpasswd:\n    realm: {REALM}\n    path: {htpasswd}\n",
+                certificate = quote(dir.join("tls.crt")),
+                key = quote(dir.join("tls.key")),
+                htpasswd = quote(dir.join("htpasswd")),
+            );
+        }
         write(&dir.join("config.yml"), &text)
     }
 
     /// Starts the registry on `self.port` and waits until `GET /v2/` answers
-    /// 401; an error carries the log's tail.
+    /// 401 (200 without auth); an error carries the log's tail.
     fn spawn_and_wait(&self) -> Result<Child, String> {
         let log = self.dir.path().join("registry.log");
         let stderr = log_file(&log)?;
@@ -390,18 +461,19 @@ impl TestRegistry {
             .stderr(stderr)
             .spawn()
             .map_err(|error| format!("cannot start {}: {error}", self.binaries.registry.display()))?;
+        let ready = if self.is_plain_http() { 200 } else { 401 };
         let deadline = Instant::now() + READY_WITHIN;
         loop {
             if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
                 return Err(format!("the registry exited ({status}): {}", tail(&log)));
             }
             let probe = match self.probe() {
-                Ok(401) => return Ok(child),
+                Ok(status) if status == ready => return Ok(child),
                 Ok(status) => {
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(format!(
-                        "GET /v2/ without credentials answered {status}, not 401: {}",
+                        "GET /v2/ without credentials answered {status}, not {ready}: {}",
                         tail(&log)
                     ));
                 }
@@ -419,8 +491,9 @@ impl TestRegistry {
         }
     }
 
-    /// The status of an anonymous `GET /v2/` over TLS checked against the CA
-    /// (blocking, so that a start works inside and outside async tests).
+    /// The status of an anonymous `GET /v2/` over TLS checked against the CA,
+    /// or over plain HTTP (blocking, so that a start works inside and outside
+    /// async tests).
     fn probe(&self) -> Result<u16, String> {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let mut socket =
@@ -429,32 +502,39 @@ impl TestRegistry {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .and_then(|()| socket.set_write_timeout(Some(Duration::from_secs(5))))
             .map_err(|error| error.to_string())?;
-        let name = ServerName::from(std::net::IpAddr::from(Ipv4Addr::LOCALHOST));
-        let mut connection =
-            rustls::ClientConnection::new(Arc::clone(&self.probe_tls), name).map_err(|error| error.to_string())?;
-        let mut stream = rustls::Stream::new(&mut connection, &mut socket);
         let request = format!(
             "GET /v2/ HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.host()
         );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|error| format!("TLS or write: {error}"))?;
-        let mut answer = Vec::new();
-        let mut buffer = [0; 256];
-        while !answer.windows(2).any(|pair| pair == b"\r\n") {
-            let read = stream.read(&mut buffer).map_err(|error| format!("read: {error}"))?;
-            if read == 0 {
-                return Err("closed before a status line".to_owned());
-            }
-            answer.extend_from_slice(&buffer[..read]);
-        }
-        let line = String::from_utf8_lossy(&answer);
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|status| status.parse().ok())
-            .ok_or_else(|| format!("not an HTTP status line: {line:?}"))
+        let Some(tls) = &self.tls else {
+            return status_of(&mut socket, &request);
+        };
+        let name = ServerName::from(std::net::IpAddr::from(Ipv4Addr::LOCALHOST));
+        let mut connection =
+            rustls::ClientConnection::new(Arc::clone(&tls.probe), name).map_err(|error| error.to_string())?;
+        status_of(&mut rustls::Stream::new(&mut connection, &mut socket), &request)
     }
+}
+
+/// Sends `request` on `stream` and reads the status of the answer.
+fn status_of(stream: &mut (impl Read + Write), request: &str) -> Result<u16, String> {
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|error| format!("TLS or write: {error}"))?;
+    let mut answer = Vec::new();
+    let mut buffer = [0; 256];
+    while !answer.windows(2).any(|pair| pair == b"\r\n") {
+        let read = stream.read(&mut buffer).map_err(|error| format!("read: {error}"))?;
+        if read == 0 {
+            return Err("closed before a status line".to_owned());
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .ok_or_else(|| format!("not an HTTP status line: {line:?}"))
 }
 
 impl Drop for TestRegistry {
@@ -463,11 +543,14 @@ impl Drop for TestRegistry {
     }
 }
 
-/// A rustls client configuration trusting only `ca_pem`, offering `alpn`.
-fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
+/// A rustls client configuration trusting only `ca_pem` (nothing when
+/// `None`), offering `alpn`.
+fn client_config(ca_pem: Option<&str>, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
-    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|error| format!("the CA: {error}"))?;
-    roots.add(ca).map_err(|error| format!("the CA: {error}"))?;
+    if let Some(ca_pem) = ca_pem {
+        let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(|error| format!("the CA: {error}"))?;
+        roots.add(ca).map_err(|error| format!("the CA: {error}"))?;
+    }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?
@@ -477,10 +560,17 @@ fn client_config(ca_pem: &str, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, S
     Ok(config)
 }
 
-/// `{"auths": {host: {"auth": base64("user:password")}}}` at `path`.
-fn write_docker_config(path: &Path, host: &str, user: &str, password: &str) -> Result<(), String> {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let config = serde_json::json!({ "auths": { host: { "auth": auth } } });
+/// `{"auths": {host: {"auth": base64("user:password")}}}` at `path`, or
+/// `{"auths": {}}` without credentials.
+fn write_docker_config(path: &Path, host: &str, credentials: Option<(&str, &str)>) -> Result<(), String> {
+    let auths = match credentials {
+        Some((user, password)) => {
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            serde_json::json!({ host: { "auth": auth } })
+        }
+        None => serde_json::json!({}),
+    };
+    let config = serde_json::json!({ "auths": auths });
     let parent = path.parent().expect("a file in a directory");
     std::fs::create_dir_all(parent).map_err(|error| format!("{}: {error}", parent.display()))?;
     write(path, &config.to_string())

@@ -485,3 +485,62 @@ fn bad_context_declarations_name_the_field() {
 fn local() -> crate::oci::Registry {
     crate::oci::Registry::new(crate::oci::RegistryConfig::default())
 }
+
+#[test]
+fn registry_modules_are_parsed_not_pulled_and_signatures_read_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    std::fs::write(dir.path().join("team.pub"), key.public_key_pem()).unwrap();
+    let rules = "    rules: [{operations: [CREATE], apiGroups: [\"\"], apiVersions: [v1], resources: [services]}]\n";
+    let parse_in = |entries: &str| PolicySet::from_yaml("policies.yaml", &set(entries), dir.path(), MAX);
+
+    // Nothing listens on this registry: parsing a set never pulls.
+    let loaded = parse_in(&format!(
+        "  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n    signatures: {{keys: [team.pub], require: any}}\n{rules}"
+    ))
+    .unwrap();
+    let policy = &loaded.policies[0];
+    let ModuleSource::Oci(reference) = &policy.module else {
+        panic!("{:?}", policy.module)
+    };
+    assert_eq!(reference.to_string(), "oci://127.0.0.1:1/policies/web:v1");
+    let signatures = policy.signatures.as_ref().expect("signatures");
+    assert!(!signatures.require_all);
+    assert_eq!(signatures.keys[0].path, dir.path().join("team.pub"));
+    assert_eq!(policy.module.default_policy_name(), "web");
+
+    let error = |entries: &str| parse_in(entries).unwrap_err().to_string();
+    let message = error(&format!(
+        "  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n"
+    ));
+    assert!(
+        message.contains("field rules: required for a policy from a file or a registry"),
+        "{message}"
+    );
+    let message = error(&format!("  - name: web\n    module: oci://web:v1\n{rules}"));
+    assert!(
+        message.contains("field module:") && message.contains("name the registry host"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "  - name: web\n    module: builtin:headless-service\n    signatures: {{keys: [team.pub]}}\n"
+    ));
+    assert!(
+        message.contains("field signatures: only a module from a registry"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n    signatures: {{keys: [missing.pub]}}\n{rules}"
+    ));
+    assert!(
+        message.contains("field signatures.keys[0]") && message.contains("missing.pub"),
+        "{message}"
+    );
+    let message = error(&format!(
+        "  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n    signatures: {{keys: []}}\n{rules}"
+    ));
+    assert!(
+        message.contains("field signatures.keys: must list at least one"),
+        "{message}"
+    );
+}
