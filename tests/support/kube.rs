@@ -15,11 +15,11 @@
 //! with new ones — the only race left, and it is retried, not lost.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::{free_port, log_file, tail};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -333,16 +333,6 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// A loopback port nobody listens on now (see the module doc for the race
-/// and how a start handles it).
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("no free loopback port: {error}"))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|error| error.to_string())
-}
-
 fn etcd_healthy(port: u16) -> bool {
     use std::io::Write;
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
@@ -358,24 +348,6 @@ fn etcd_healthy(port: u16) -> bool {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer.contains("\"health\":\"true\"")
-}
-
-fn log_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|error| format!("{}: {error}", path.display()))
-}
-
-/// The last 2,000 characters of a log file.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let start = text.len().saturating_sub(2000);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    format!("{}: …{}", path.display(), &text[start..])
 }
 
 /// A CA; a serving certificate for 127.0.0.1 and the in-cluster names; a

@@ -11,6 +11,7 @@
 pub mod certs;
 pub mod fuzz;
 pub mod kube;
+pub mod process;
 pub mod registry;
 
 use std::fs;

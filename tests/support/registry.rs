@@ -24,13 +24,14 @@
 //! (clients hold the host in their references and credentials).
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::process::{free_port, log_file, tail};
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -621,37 +622,6 @@ fn common_name(value: &str) -> DistinguishedName {
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|error| format!("{}: {error}", path.display()))
-}
-
-// free_port, log_file and tail are kube.rs's: kept private to each harness
-// rather than shared, as they are a few lines each.
-
-/// A loopback port nobody listens on now (see the module doc for the race
-/// and how a start handles it).
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| format!("no free loopback port: {error}"))?;
-    listener
-        .local_addr()
-        .map(|addr| addr.port())
-        .map_err(|error| error.to_string())
-}
-
-fn log_file(path: &Path) -> Result<std::fs::File, String> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|error| format!("{}: {error}", path.display()))
-}
-
-/// The last 2,000 characters of a log file.
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let start = text.len().saturating_sub(2000);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    format!("{}: …{}", path.display(), &text[start..])
 }
 
 #[cfg(test)]
