@@ -74,7 +74,7 @@ fn every_rendering_passes_a_server_side_dry_run() {
     // Namespaced objects need their namespace to exist for a dry run.
     api.kubectl_ok(&["create", "namespace", "wasmhook-system"])
         .unwrap_or_else(|error| panic!("{error}"));
-    for dir in ["base", "overlays/cert-manager", "overlays/dev"] {
+    for dir in ["base", "overlays/cert-manager", "overlays/dev", "overlays/registry"] {
         // cert-manager's kinds need its CRDs, which this API server does not
         // have; they are checked offline (tests/integration/deploy).
         let rendered = render(dir);

@@ -185,7 +185,16 @@ async fn push_writes_a_cncf_wasm_artifact_that_skopeo_reads() {
         &registry,
         headless(false),
         &reference,
-        &["--mode", "mutate", "--source", "https://github.com/wasmhook/wasmhook"],
+        &[
+            "--mode",
+            "mutate",
+            "--source",
+            "https://github.com/wasmhook/wasmhook",
+            "--rules",
+            r#"[{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["services"]}]"#,
+            "--annotation",
+            "com.example.team=platform",
+        ],
     )
     .await;
     let manifest = registry.skopeo_inspect_raw("policies/headless:1.2.0").unwrap();
@@ -206,6 +215,9 @@ async fn push_writes_a_cncf_wasm_artifact_that_skopeo_reads() {
         "https://github.com/wasmhook/wasmhook"
     );
     assert_eq!(annotations["dev.wasmhook.policy.mode"], "mutate");
+    let rules: Value = serde_json::from_str(annotations["dev.wasmhook.policy.rules"].as_str().unwrap()).unwrap();
+    assert_eq!(rules[0]["resources"][0], "services");
+    assert_eq!(annotations["com.example.team"], "platform");
     assert!(
         annotations["org.opencontainers.image.created"]
             .as_str()
