@@ -354,6 +354,31 @@ async fn refusals_are_load_errors_that_name_the_policy_and_the_reference() {
         "{error}"
     );
 
+    // A registry that serves other bytes than the digest it announces (its
+    // stored blob overwritten): the pull checks what it received.
+    let corrupt = format!("oci://{}/policies/corrupt:v1", registry.host());
+    push(&registry, headless(true), &corrupt, &[]).await;
+    let hex = sha256_hex(headless(true));
+    let blob = registry
+        .storage_dir()
+        .join("docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex)
+        .join("data");
+    let mut tampered = headless(true).to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    std::fs::write(&blob, &tampered).unwrap();
+    let error = start(vec![entry("web", &corrupt, "")], registry.docker_config()).await;
+    assert!(
+        error.contains("policy \"web\"") && error.contains("digest mismatch"),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("sha256:{hex}")),
+        "names the expected digest: {error}"
+    );
+
     // An artifact that is not a policy: Kubewarden's layout.
     super::harness::Artifact::with_media_types(
         "application/vnd.wasm.config.v1+json",

@@ -262,10 +262,7 @@ impl RegistryClient {
         }
         let mut bytes = Vec::with_capacity(usize::try_from(blob.size).unwrap_or(0).min(limit as usize));
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| OciError::Unreachable {
-                reference: reference.to_string(),
-                reason: format!("reading the blob {}: {error}", blob.digest),
-            })?;
+            let chunk = chunk.map_err(|error| blob_read_error(reference, blob, error))?;
             bytes.extend_from_slice(&chunk);
             if bytes.len() as u64 > limit {
                 return Err(too_large(bytes.len() as u64));
@@ -471,6 +468,25 @@ impl RegistryClient {
                 },
             }
         }
+    }
+}
+
+/// A failure while a blob streams in: the client's digest check at its end
+/// (the registry served other bytes than it announced), or the connection.
+fn blob_read_error(reference: &PolicyReference, blob: &OciDescriptor, error: std::io::Error) -> OciError {
+    let digest_error = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<oci_client::errors::DigestError>());
+    if let Some(oci_client::errors::DigestError::VerificationError { expected, actual }) = digest_error {
+        return OciError::DigestMismatch {
+            reference: format!("{reference} (blob {})", blob.digest),
+            expected: expected.clone(),
+            actual: actual.clone(),
+        };
+    }
+    OciError::Unreachable {
+        reference: reference.to_string(),
+        reason: format!("reading the blob {}: {error}", blob.digest),
     }
 }
 
