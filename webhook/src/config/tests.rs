@@ -510,9 +510,7 @@ fn registry_modules_are_parsed_not_pulled_and_signatures_read_their_keys() {
     assert_eq!(policy.module.default_policy_name(), "web");
 
     let error = |entries: &str| parse_in(entries).unwrap_err().to_string();
-    let message = error(&format!(
-        "  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n"
-    ));
+    let message = error("  - name: web\n    module: oci://127.0.0.1:1/policies/web:v1\n");
     assert!(
         message.contains("field rules: required for a policy from a file or a registry"),
         "{message}"
@@ -522,9 +520,7 @@ fn registry_modules_are_parsed_not_pulled_and_signatures_read_their_keys() {
         message.contains("field module:") && message.contains("name the registry host"),
         "{message}"
     );
-    let message = error(&format!(
-        "  - name: web\n    module: builtin:headless-service\n    signatures: {{keys: [team.pub]}}\n"
-    ));
+    let message = error("  - name: web\n    module: builtin:headless-service\n    signatures: {keys: [team.pub]}\n");
     assert!(
         message.contains("field signatures: only a module from a registry"),
         "{message}"
