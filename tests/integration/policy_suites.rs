@@ -167,3 +167,23 @@ fn an_expected_policy_failure_is_an_expectation_like_any_other() {
         "{out}"
     );
 }
+
+#[test]
+fn a_suite_naming_a_registry_module_says_to_pull_it_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = write_suite(
+        dir.path(),
+        "registry.test.yaml",
+        "apiVersion: wasmhook.dev/v1alpha1\nkind: PolicyTestSuite\n\
+         policy: {module: \"oci://ghcr.io/acme/policies/require-team:1.0.0\"}\ntests:\n\
+         \x20 - name: any\n    object: {apiVersion: v1, kind: Service, metadata: {name: a}}\n    expect: {allowed: true}\n",
+    );
+    let (status, out, err) = wasmhook_test(&[suite.to_str().unwrap()]);
+    assert_ne!(status, 0, "{out}");
+    let said = format!("{out}{err}");
+    assert!(
+        said.contains("oci://ghcr.io/acme/policies/require-team:1.0.0"),
+        "{said}"
+    );
+    assert!(said.contains("wasmhook pull it to a file first"), "{said}");
+}

@@ -248,6 +248,24 @@ async fn push_writes_a_cncf_wasm_artifact_that_skopeo_reads() {
     assert!(out.contains(&digest), "{out}");
     assert_eq!(std::fs::read(&output).unwrap(), headless(false));
 
+    // eval runs it from the registry.
+    let review = wasmhook_tests::reviews_dir().join(SERVICE_REVIEW);
+    let mut args = vec![
+        "eval".to_owned(),
+        "--policy".to_owned(),
+        format!("oci://{}/policies/headless@{digest}", registry.host()),
+        "--review".to_owned(),
+        review.display().to_string(),
+        "--no-cache".to_owned(),
+        "--output".to_owned(),
+        "json".to_owned(),
+    ];
+    args.extend(registry_flags(&registry));
+    let (status, out, err) = wasmhook(args).await;
+    assert_eq!(status, 0, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    assert!(answer["response"]["patch"].is_string(), "{answer}");
+
     // A core module is refused before anything is pushed.
     let core = registry.dir().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();

@@ -107,7 +107,7 @@ impl ModuleSource {
         match self {
             Self::Oci(reference) => Err(OciError::Registry {
                 reference: reference.to_string(),
-                reason: "this command reads local modules: wasmhook pull it first".to_owned(),
+                reason: "test suites read local modules: wasmhook pull it to a file first".to_owned(),
             }
             .into()),
             Self::Builtin(name) => Ok(Cow::Borrowed(

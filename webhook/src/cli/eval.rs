@@ -23,9 +23,9 @@ use crate::review::{AdmissionInput, operation_name};
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("input").required(true).args(["review", "object"]))]
 pub struct EvalArgs {
-    /// The policy: a built-in name (headless-service, statefulset-service-name)
-    /// or a path to a .wasm component.
-    #[arg(long, value_name = "NAME|FILE")]
+    /// The policy: a built-in name (headless-service, statefulset-service-name),
+    /// a path to a .wasm component, or an artifact in a registry (oci://…).
+    #[arg(long, value_name = "NAME|FILE|OCI")]
     policy: String,
     /// Policy settings: JSON or YAML inline, or @FILE.
     #[arg(long, value_name = "JSON|@FILE")]
@@ -78,6 +78,9 @@ pub struct EvalArgs {
     /// Output: a human summary, or the full AdmissionReview response as JSON.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     output: OutputFormat,
+    /// How to reach the registry of an oci:// --policy.
+    #[command(flatten)]
+    registry: super::registry::RegistryArgs,
 }
 
 /// The objects of every --context file; the kinds of the files, of
@@ -155,7 +158,10 @@ pub fn run(args: EvalArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn evaluate(args: &EvalArgs) -> Result<(AdmissionInput, Decision), String> {
     let source = ModuleSource::parse(&args.policy).map_err(|error| error.to_string())?;
     let with_context = !(args.context.is_empty() && args.context_kinds.is_empty());
-    let wasm = source.read(with_context).map_err(|error| error.to_string())?;
+    let registry = args.registry.registry_with_cache(cache_dir(args));
+    let wasm = source
+        .fetch(&registry, with_context, None)
+        .map_err(|error| error.to_string())?;
     let settings = read_settings(args.settings.as_deref())?;
     let input = read_input(args)?;
 

@@ -31,6 +31,17 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// The registries as these flags say; pulled artifacts kept under
+    /// `cache_dir`/oci when given.
+    pub(super) fn registry_with_cache(&self, cache_dir: Option<PathBuf>) -> Registry {
+        let registry = self.registry();
+        Registry::new(RegistryConfig {
+            cache_dir,
+            max_module_bytes: None,
+            ..registry.config().clone()
+        })
+    }
+
     fn registry(&self) -> Registry {
         let default_config = std::env::var_os("HOME")
             .map(|home| PathBuf::from(home).join(".docker/config.json"))

@@ -136,7 +136,8 @@ impl Runner {
             return Ok(policy.clone());
         }
         let spec = &suite.policy.module;
-        let source = if spec.starts_with(PREFIX) {
+        // An oci:// module is parsed so that reading it says to pull it first.
+        let source = if spec.starts_with(PREFIX) || crate::oci::PolicyReference::is_oci(spec) {
             ModuleSource::parse(spec).map_err(|error| error.to_string())?
         } else {
             ModuleSource::File(suite.dir.join(spec))
