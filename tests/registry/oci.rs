@@ -294,6 +294,16 @@ async fn the_server_pulls_by_tag_and_digest_and_restarts_from_its_cache_offline(
         assert!(response["patch"].is_string(), "{policy} mutates: {response}");
         assert_eq!(served.serving(policy).await, sha256_hex(headless(false)));
     }
+    // The tag asked the registry; the digest, pulled just before, came from the cache.
+    let pulls = |served: &Served| served.server.metrics_text();
+    let counted = |text: &str, reference: &str, result: &str| {
+        text.contains(&format!(
+            "wasmhook_registry_pulls_total{{reference=\"{reference}\",result=\"{result}\"}} 1"
+        ))
+    };
+    let text = pulls(&served);
+    assert!(counted(&text, &tagged, "registry"), "{text}");
+    assert!(counted(&text, &pinned, "cache"), "{text}");
     served.server.shutdown().await;
 
     // The registry goes away: the digest is in the cache, and the tag falls
@@ -306,6 +316,9 @@ async fn the_server_pulls_by_tag_and_digest_and_restarts_from_its_cache_offline(
         let response = served.review(policy, SERVICE_REVIEW).await;
         assert!(response["patch"].is_string(), "{policy} from the cache: {response}");
     }
+    let text = pulls(&served);
+    assert!(counted(&text, &tagged, "stale_tag"), "the tag may have moved: {text}");
+    assert!(counted(&text, &pinned, "cache"), "{text}");
     served.server.shutdown().await;
 
     // Without the cache, the same start fails, naming the policy and why.

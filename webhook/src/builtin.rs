@@ -92,7 +92,7 @@ impl ModuleSource {
                     reference = %reference,
                     digest = %pulled.digest,
                     bytes = pulled.wasm.len(),
-                    from_cache = pulled.from_cache,
+                    source = pulled.source.as_str(),
                     "policy module pulled"
                 );
                 Ok(Cow::Owned(pulled.wasm))

@@ -189,14 +189,43 @@ pub struct PulledModule {
     pub wasm: Vec<u8>,
     /// The manifest digest the reference resolved to.
     pub digest: String,
-    /// Whether it came from the cache without asking the registry.
-    pub from_cache: bool,
+    /// Where it came from.
+    pub source: PullSource,
 }
+
+/// Where a pulled module came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullSource {
+    /// The registry (the blob itself may have been cached).
+    Registry,
+    /// The cache, for a pinned digest: the registry was not asked.
+    Cache,
+    /// The cache, for a tag the registry could not be asked about: the
+    /// digest it last resolved to, which may since have moved.
+    StaleTag,
+}
+
+impl PullSource {
+    /// The metric label: `registry`, `cache` or `stale_tag`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Registry => "registry",
+            Self::Cache => "cache",
+            Self::StaleTag => "stale_tag",
+        }
+    }
+}
+
+/// Told of every pull [`Registry::pull`] makes: where the module came from,
+/// or `None` when the pull failed. The server counts them
+/// (`wasmhook_registry_pulls_total`).
+pub type PullObserver = std::sync::Arc<dyn Fn(&PolicyReference, Option<PullSource>) + Send + Sync>;
 
 /// The registries, as the loaders and commands use them: blocking calls,
 /// run on a runtime of this value's own.
 pub struct Registry {
     config: RegistryConfig,
+    observer: Option<PullObserver>,
     runtime: OnceLock<tokio::runtime::Runtime>,
 }
 
@@ -214,8 +243,15 @@ impl Registry {
     pub fn new(config: RegistryConfig) -> Self {
         Self {
             config,
+            observer: None,
             runtime: OnceLock::new(),
         }
+    }
+
+    /// The same registries, telling `observer` of every pull.
+    pub fn with_observer(mut self, observer: PullObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The configuration.
@@ -233,8 +269,13 @@ impl Registry {
         reference: &PolicyReference,
         signatures: Option<&SignatureRequirement>,
     ) -> Result<PulledModule, OciError> {
-        let client = self.client()?;
-        self.block_on(client.pull(reference, signatures))
+        let pulled = self
+            .client()
+            .and_then(|client| self.block_on(client.pull(reference, signatures)));
+        if let Some(observer) = &self.observer {
+            observer(reference, pulled.as_ref().ok().map(|pulled| pulled.source));
+        }
+        pulled
     }
 
     /// Pushes `wasm` as a policy artifact; returns the manifest digest.

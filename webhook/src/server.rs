@@ -178,14 +178,27 @@ impl RunningServer {
             config.context.timeout,
             stopping.clone(),
         ));
-        let registry = Arc::new(Registry::new(RegistryConfig {
-            cache_dir: config
-                .registry
-                .cache_dir
-                .clone()
-                .or_else(|| config.engine.cache_dir.clone()),
-            ..config.registry.clone()
-        }));
+        let pulls = metrics.clone();
+        let registry = Arc::new(
+            Registry::new(RegistryConfig {
+                cache_dir: config
+                    .registry
+                    .cache_dir
+                    .clone()
+                    .or_else(|| config.engine.cache_dir.clone()),
+                ..config.registry.clone()
+            })
+            .with_observer(Arc::new(move |reference, source| {
+                let result = source.map_or("failed", |source| source.as_str());
+                pulls
+                    .registry_pulls
+                    .get_or_create(&metrics::PullLabels {
+                        reference: reference.to_string(),
+                        result,
+                    })
+                    .inc();
+            })),
+        );
         let store = {
             let metrics = metrics.clone();
             let source = config.policies.clone();

@@ -18,7 +18,9 @@ use rustls_pki_types::pem::PemObject;
 use super::artifact::{self, Artifact, MANIFEST_MEDIA_TYPE};
 use super::cache::OciCache;
 use super::signature::{self, FoundSignature, SignatureRequirement, SigningKey};
-use super::{DEFAULT_MAX_MODULE_BYTES, OciError, PolicyReference, PulledModule, RegistryConfig, credentials};
+use super::{
+    DEFAULT_MAX_MODULE_BYTES, OciError, PolicyReference, PullSource, PulledModule, RegistryConfig, credentials,
+};
 
 /// The default bound of one operation.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -128,7 +130,7 @@ impl RegistryClient {
             return Ok(PulledModule {
                 wasm: cached.wasm,
                 digest: digest.to_owned(),
-                from_cache: true,
+                source: PullSource::Cache,
             });
         }
         match self
@@ -170,7 +172,7 @@ impl RegistryClient {
         Ok(PulledModule {
             wasm: cached.wasm,
             digest,
-            from_cache: true,
+            source: PullSource::StaleTag,
         })
     }
 
@@ -202,7 +204,7 @@ impl RegistryClient {
         Ok(PulledModule {
             wasm,
             digest,
-            from_cache: false,
+            source: PullSource::Registry,
         })
     }
 

@@ -272,3 +272,28 @@ fn the_cache_returns_only_intact_entries() {
     none.store_artifact(&digest, &encoded.manifest, &artifact.wasm);
     assert!(none.artifact(&digest, 1 << 20).is_none());
 }
+
+#[test]
+fn the_observer_hears_of_every_pull_failed_ones_too() {
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let observer: super::PullObserver = {
+        let heard = heard.clone();
+        std::sync::Arc::new(move |reference: &PolicyReference, source: Option<super::PullSource>| {
+            heard.lock().unwrap().push((reference.to_string(), source));
+        })
+    };
+    // Nothing listens on port 1 of loopback: refused at once.
+    let registry = super::Registry::new(super::RegistryConfig {
+        timeout: Some(std::time::Duration::from_secs(5)),
+        ..super::RegistryConfig::default()
+    })
+    .with_observer(observer);
+    let reference = PolicyReference::parse("oci://127.0.0.1:1/policies/web:v1").unwrap();
+    let error = registry.pull(&reference, None).unwrap_err();
+    assert!(matches!(error, OciError::Unreachable { .. }), "{error:?}");
+    assert_eq!(
+        *heard.lock().unwrap(),
+        [("oci://127.0.0.1:1/policies/web:v1".to_owned(), None)]
+    );
+    assert_eq!(super::PullSource::StaleTag.as_str(), "stale_tag");
+}

@@ -23,6 +23,15 @@ pub struct ReviewLabels {
     pub result: &'static str,
 }
 
+/// Labels of a pull of a policy module from an OCI registry.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PullLabels {
+    /// The reference, as the policy set names it.
+    pub reference: String,
+    /// `registry`, `cache`, `stale_tag` or `failed`.
+    pub result: &'static str,
+}
+
 /// Labels naming a policy.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PolicyLabels {
@@ -121,6 +130,8 @@ pub struct Metrics {
     pub connection_errors: Family<RejectionLabels, Counter>,
     /// Policy loads that failed (the previous version, if any, kept serving).
     pub policy_load_failures: Family<PolicyLabels, Counter>,
+    /// Pulls of policy modules from OCI registries, by where the module came from.
+    pub registry_pulls: Family<PullLabels, Counter>,
     /// Policy-set reloads.
     pub config_reloads: Family<ResultLabels, Counter>,
     /// Serving certificate reloads.
@@ -155,6 +166,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let rejected = Family::<RejectionLabels, Counter>::default();
         let policy_load_failures = Family::<PolicyLabels, Counter>::default();
+        let registry_pulls = Family::<PullLabels, Counter>::default();
         let connection_errors = Family::<RejectionLabels, Counter>::default();
         let config_reloads = Family::<ResultLabels, Counter>::default();
         let certificate_reloads = Family::<ResultLabels, Counter>::default();
@@ -199,6 +211,13 @@ impl Metrics {
             "policy_load_failures",
             "Policy loads that failed; the previous version kept serving",
             policy_load_failures.clone(),
+        );
+        registry.register(
+            "registry_pulls",
+            "Policy modules pulled from OCI registries at (re)load: from the registry, from the cache \
+             (a pinned digest), from the cache for a tag the registry could not be asked about \
+             (stale_tag: it may have moved), or failed",
+            registry_pulls.clone(),
         );
         registry.register("config_reloads", "Policy-set reloads", config_reloads.clone());
         registry.register(
@@ -247,6 +266,7 @@ impl Metrics {
             in_flight,
             rejected,
             policy_load_failures,
+            registry_pulls,
             connection_errors,
             config_reloads,
             certificate_reloads,
