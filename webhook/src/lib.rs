@@ -25,6 +25,7 @@ pub mod config;
 pub mod context;
 pub mod duration;
 pub mod engine;
+pub mod error_chain;
 pub mod manifest;
 pub mod oci;
 pub mod patch;

@@ -34,26 +34,33 @@ impl RegistryArgs {
     /// The registries as these flags say; pulled artifacts kept under
     /// `cache_dir`/oci when given.
     pub(super) fn registry_with_cache(&self, cache_dir: Option<PathBuf>) -> Registry {
-        let registry = self.registry();
         Registry::new(RegistryConfig {
             cache_dir,
-            max_module_bytes: None,
-            ..registry.config().clone()
+            ..self.config()
         })
     }
 
+    /// The registries for push, pull and sign: nothing cached, no size limit
+    /// (the module is the user's own file, or asked for by name).
     fn registry(&self) -> Registry {
+        Registry::new(RegistryConfig {
+            max_module_bytes: Some(u64::MAX),
+            ..self.config()
+        })
+    }
+
+    fn config(&self) -> RegistryConfig {
         let default_config = std::env::var_os("HOME")
             .map(|home| PathBuf::from(home).join(".docker/config.json"))
             .filter(|path| path.is_file());
-        Registry::new(RegistryConfig {
+        RegistryConfig {
             docker_config: self.registry_config.clone().or(default_config),
             ca_bundle: self.registry_ca.clone(),
             insecure: self.insecure_registry.clone(),
             timeout: Some(self.registry_timeout),
             cache_dir: None,
-            max_module_bytes: Some(u64::MAX),
-        })
+            max_module_bytes: None,
+        }
     }
 }
 

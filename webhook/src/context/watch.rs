@@ -321,7 +321,7 @@ async fn follow(
                 }
             }
             Err(error) => {
-                let message = error_text(&error);
+                let message = crate::error_chain::error_chain(&error);
                 tracing::warn!(kind = %watch.kind, error = %message, "context watch failed; retrying with back-off");
                 watch.note(|progress| {
                     progress.errors += 1;
@@ -330,20 +330,4 @@ async fn follow(
             }
         }
     }
-}
-
-/// The error and its causes on one line (kube's errors put the API server's
-/// message — "forbidden: … cannot watch …" — in a source).
-fn error_text(error: &watcher::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -21,6 +21,7 @@ use super::signature::{self, FoundSignature, SignatureRequirement, SigningKey};
 use super::{
     DEFAULT_MAX_MODULE_BYTES, OciError, PolicyReference, PullSource, PulledModule, RegistryConfig, credentials,
 };
+use crate::error_chain::error_chain;
 
 /// The default bound of one operation.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -600,20 +601,4 @@ fn classify<T>(
         }
         other_error => Failure::Fatal(other(other_error.to_string())),
     })
-}
-
-/// An error with its causes: reqwest's own text is only "error sending
-/// request"; the cause says "connection refused" or which certificate.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
