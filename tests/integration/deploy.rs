@@ -9,12 +9,16 @@
 //! server's validation, the Deployment is hardened and survives disruptions,
 //! the base carries no webhook configuration (the pods register them), and
 //! the dev overlay's static ones match the policy set and never intercept
-//! wasmhook's own namespace or kube-system. `tests/kube/` applies the same
+//! wasmhook's own namespace or kube-system, and the audit CronJob runs with
+//! the Deployment's image, policy set and hardening and exactly the RBAC
+//! `wasmhook manifests --audit-rbac` makes of the policy set, writing reports
+//! whose CRDs follow the policy working group's schema. `tests/kube/` applies the same
 //! manifests to a real kube-apiserver of the oldest supported version.
 //!
 //! Without `kubectl` these tests fail (they never skip): set `KUBECTL` to use
 //! another binary.
 
+mod audit;
 mod overlays;
 mod rendered;
 

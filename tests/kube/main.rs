@@ -10,7 +10,9 @@
 //! - `deploy`: `deploy/` applied as an operator applies it — strict field
 //!   validation by the 1.28 API server, server-side dry runs of every
 //!   rendering, and installs that fail halfway or never become ready
-//!   blocking no write;
+//!   blocking no write; the PolicyReport CRDs checking reports and never
+//!   applied over another tool's, and the audit overlay's account allowed
+//!   exactly what `wasmhook audit --report` needs;
 //! - `registration`: `serve --register` with exactly deploy/base's RBAC,
 //!   through a real service-account token;
 //! - `context`: the context watches — syncing before readiness, following
@@ -18,6 +20,7 @@
 //! - `findings`: the built-ins' cluster findings reaching `kubectl` as
 //!   warnings and denials through webhooks registered by `url:`.
 
+mod audit;
 mod context;
 mod deploy;
 mod findings;

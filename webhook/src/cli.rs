@@ -1,5 +1,6 @@
 //! The `wasmhook` command line: subcommands, logging set-up, exit codes.
 
+mod audit;
 mod certs;
 mod eval;
 mod manifests;
@@ -46,6 +47,8 @@ enum Command {
     Push(registry::PushArgs),
     /// Pulls a policy component from an OCI registry (verifying its signature if asked).
     Pull(registry::PullArgs),
+    /// Judge the objects already in a cluster by a policy set; optionally write PolicyReports.
+    Audit(Box<audit::AuditArgs>),
     /// Signs a policy in an OCI registry, as cosign does (verified by `signatures:` in a policy set).
     Sign(registry::SignArgs),
 }
@@ -105,6 +108,12 @@ where
         Command::Manifests(args) => {
             init_logging(cli.log_format, "warn");
             manifests::run(args, out, err)
+        }
+        Command::Audit(args) => {
+            // A policy failing on many objects is reported once per object
+            // in the output; its log line each time would bury it.
+            init_logging(cli.log_format, "error");
+            audit::run(*args, out, err)
         }
         Command::Certs(args) => {
             init_logging(cli.log_format, "warn");

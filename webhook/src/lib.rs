@@ -17,8 +17,11 @@
 //!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
 //! - [`testsuite`]: declarative policy test suites (`wasmhook test`);
 //! - [`scaffold`]: new policies in Rust, Python or JavaScript (`wasmhook new`);
+//! - [`audit`]: the objects already in a cluster, judged by the same
+//!   policies (`wasmhook audit`), and their PolicyReports;
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
+pub mod audit;
 pub mod builtin;
 pub mod cli;
 pub mod config;
@@ -26,6 +29,7 @@ pub mod context;
 pub mod duration;
 pub mod engine;
 pub mod error_chain;
+pub mod kube_config;
 pub mod manifest;
 pub mod oci;
 pub mod patch;

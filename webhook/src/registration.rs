@@ -22,6 +22,9 @@
 //!   changes;
 //! - [`context_rbac`]: the RBAC the context watches need — exactly the kinds
 //!   the policy set declares (`wasmhook manifests --rbac`);
+//! - [`audit_rbac`]: the RBAC `wasmhook audit` needs — reading what the
+//!   policies select and writing its PolicyReports (`wasmhook manifests
+//!   --audit-rbac`);
 //! - [`ServingCerts`]: a CA and a serving certificate for the Service's DNS
 //!   names, and the `kubernetes.io/tls` Secret that carries them
 //!   (`wasmhook certs`).
@@ -44,7 +47,8 @@ use rustls_pki_types::pem::PemObject;
 
 pub use apply::{DEFAULT_OWNER, FIELD_MANAGER, RegisterConfig, RegisterError, Registrar};
 pub use certs::{DEFAULT_CERT_DAYS, ServingCerts, serving_sans};
-pub use rbac::{context_rbac, context_rbac_yaml, guess_resource};
+pub use rbac::{POLICY_REPORT_GROUP, audit_rbac, audit_rbac_yaml, context_rbac, context_rbac_yaml, guess_resource};
+pub(crate) use webhooks::namespace_selector;
 pub use webhooks::{WebhookConfigurations, timeout_seconds};
 
 use crate::tls::TlsError;

@@ -202,8 +202,16 @@ fn make_headless(request: &Request<'_>, settings: &Settings) -> Result<Verdict, 
             .and_then(|old| concrete_cluster_ip(&old))
     });
     if let Some(ip) = concrete_ip {
+        // A CREATE of an object that has a resourceVersion is no real
+        // CREATE (the API server refuses one): it is an object already
+        // stored, as `wasmhook audit` sends it, and it can only be re-created.
+        let stored = request
+            .object_at::<String>("/metadata/resourceVersion")
+            .ok()
+            .flatten()
+            .is_some_and(|version| !version.is_empty());
         let message = match request.operation() {
-            Operation::Create => format!(
+            Operation::Create if !stored => format!(
                 "Service {display} must be headless ({reason}), but it has cluster IP {ip}: \
                  set spec.clusterIP: None and remove spec.clusterIPs."
             ),

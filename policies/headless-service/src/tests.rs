@@ -260,6 +260,18 @@ fn a_concrete_cluster_ip_on_create_is_denied() {
         "a CREATE can still be fixed: {message}"
     );
 
+    // The same Service as stored (a resourceVersion: what an audit sends)
+    // can only be re-created.
+    let mut spec = plain_spec();
+    spec["clusterIP"] = json!("10.96.0.77");
+    let mut stored = service("cache-headless", json!({}), spec);
+    stored["metadata"]["resourceVersion"] = json!("4242");
+    let message = denial_message(&run(&create(stored), Value::Null));
+    assert!(
+        message.contains("cluster IPs cannot be changed: delete and re-create it as headless"),
+        "{message}"
+    );
+
     // An address only in clusterIPs counts too (dual-stack).
     let mut spec = plain_spec();
     spec["clusterIPs"] = json!(["None", "fd00::77"]);

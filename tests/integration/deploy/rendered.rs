@@ -122,6 +122,10 @@ impl Rendered {
                 (_, "RoleBinding") => round_trip::<RoleBinding>(object, &label),
                 (_, "ConfigMap") => round_trip::<ConfigMap>(object, &label),
                 (_, "Deployment") => round_trip::<Deployment>(object, &label),
+                (_, "CronJob") => round_trip::<k8s_openapi::api::batch::v1::CronJob>(object, &label),
+                (_, "CustomResourceDefinition") => round_trip::<
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+                >(object, &label),
                 (_, "Service") => round_trip::<Service>(object, &label),
                 (_, "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(object, &label),
                 (_, "NetworkPolicy") => round_trip::<k8s_openapi::api::networking::v1::NetworkPolicy>(object, &label),

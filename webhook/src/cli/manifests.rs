@@ -1,6 +1,8 @@
 //! `wasmhook manifests`: print the webhook configurations that register a
-//! policy set with the API server, so they are generated from the same file
-//! the server reads instead of being kept in step with it by hand.
+//! policy set with the API server — or the RBAC its context watches
+//! (`--rbac`) or `wasmhook audit` (`--audit-rbac`) need — so they are
+//! generated from the same file the server reads instead of being kept in
+//! step with it by hand.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -56,6 +58,13 @@ pub struct ManifestsArgs {
     /// `context:`, bound to the ServiceAccount named --service in --namespace.
     #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "self_registered", "url"])]
     rbac: bool,
+    /// Print the RBAC `wasmhook audit` needs instead: a ClusterRole `<service>-audit`
+    /// with get and list of every resource the policies' rules select, of the kinds
+    /// they declare under `context:` and of namespaces, and get, list, create, patch
+    /// and delete of wgpolicyk8s.io PolicyReports and ClusterPolicyReports, bound to
+    /// the ServiceAccount `<service>-audit` in --namespace.
+    #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "self_registered", "url", "rbac"])]
+    audit_rbac: bool,
     /// Write the manifests to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -100,12 +109,17 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
         self_registered,
         url,
         rbac,
+        audit_rbac,
         output: _,
     } = args;
-    if rbac {
+    if rbac || audit_rbac {
         let (set, source) = read_set(config.as_ref())?;
-        return crate::registration::context_rbac_yaml(&set, &namespace, &service, &source)
-            .map_err(|error| error.to_string());
+        let yaml = if rbac {
+            crate::registration::context_rbac_yaml(&set, &namespace, &service, &source)
+        } else {
+            crate::registration::audit_rbac_yaml(&set, &namespace, &service, &source)
+        };
+        return yaml.map_err(|error| error.to_string());
     }
     let trust = match (ca_bundle, cert_manager) {
         _ if self_registered => Trust::SelfRegistered,

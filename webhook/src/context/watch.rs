@@ -165,20 +165,11 @@ impl ContextWatches {
     async fn client(&self) -> Result<&kube::Client, WatchError> {
         self.client
             .get_or_try_init(|| async {
-                let client_error = |error: &dyn std::fmt::Display| WatchError::Client(error.to_string());
-                let config = match &self.kubeconfig {
-                    Some(path) => {
-                        let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                            .map_err(|error| WatchError::Client(format!("{}: {error}", path.display())))?;
-                        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                            .await
-                            .map_err(|error| client_error(&error))?
-                    }
-                    None => kube::Config::infer().await.map_err(|error| client_error(&error))?,
-                };
-                let mut config = config;
+                let mut config = crate::kube_config::load(self.kubeconfig.as_deref())
+                    .await
+                    .map_err(WatchError::Client)?;
                 config.connect_timeout = Some(self.timeout);
-                kube::Client::try_from(config).map_err(|error| client_error(&error))
+                kube::Client::try_from(config).map_err(|error| WatchError::Client(error.to_string()))
             })
             .await
     }

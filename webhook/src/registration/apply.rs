@@ -134,22 +134,14 @@ impl Registrar {
     /// Builds a client from the kubeconfig (or the in-cluster environment).
     /// No request is made yet.
     pub async fn connect(config: RegisterConfig) -> Result<Self, RegisterError> {
-        let client_error = |error: &dyn std::fmt::Display| RegisterError::Client(error.to_string());
-        let mut kube_config = match &config.kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|error| RegisterError::Client(format!("{}: {error}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
-                    .await
-                    .map_err(|error| client_error(&error))?
-            }
-            None => kube::Config::infer().await.map_err(|error| client_error(&error))?,
-        };
+        let mut kube_config = crate::kube_config::load(config.kubeconfig.as_deref())
+            .await
+            .map_err(RegisterError::Client)?;
         kube_config.connect_timeout = Some(config.timeout);
         kube_config.read_timeout = Some(config.timeout);
         kube_config.write_timeout = Some(config.timeout);
         let server = kube_config.cluster_url.to_string();
-        let client = kube::Client::try_from(kube_config).map_err(|error| client_error(&error))?;
+        let client = kube::Client::try_from(kube_config).map_err(|error| RegisterError::Client(error.to_string()))?;
         Ok(Self {
             client,
             server,

@@ -1,13 +1,19 @@
-//! The RBAC the context watches need (`wasmhook manifests --rbac`): `get`,
-//! `list` and `watch` of exactly the kinds the policy set declares under
-//! `context:`, granted to wasmhook's ServiceAccount — nothing more, so an
-//! operator reviews what policies may read by reading one ClusterRole.
+//! The RBAC generated from a policy set, so that what wasmhook may read is
+//! reviewed in one ClusterRole and never edited by hand:
 //!
-//! The watches follow every namespace (one cache serves all policies, and
-//! `RequestNamespace` scope is enforced by the server per read), so the
-//! grant is cluster-wide.
+//! - the context watches (`wasmhook manifests --rbac`): `get`, `list` and
+//!   `watch` of exactly the kinds the policy set declares under `context:`,
+//!   granted to wasmhook's ServiceAccount. The watches follow every namespace
+//!   (one cache serves all policies, and `RequestNamespace` scope is enforced
+//!   by the server per read), so the grant is cluster-wide;
+//! - `wasmhook audit` (`wasmhook manifests --audit-rbac`): `get` and `list`
+//!   of every resource the policies' rules select (audit lists the objects
+//!   already in the cluster), of the kinds they declare under `context:`, and
+//!   of namespaces (for `namespaceSelector`), plus writing its own
+//!   `wgpolicyk8s.io` PolicyReports and ClusterPolicyReports — granted to a
+//!   ServiceAccount of its own, so the admission server never holds them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -103,6 +109,153 @@ pub fn context_rbac_yaml(
     yaml.push_str(&yaml_document("the context ClusterRole", &role)?);
     yaml.push_str("---\n");
     yaml.push_str(&yaml_document("the context ClusterRoleBinding", &binding)?);
+    Ok(yaml)
+}
+
+/// The API group of the PolicyReports `wasmhook audit` writes.
+pub const POLICY_REPORT_GROUP: &str = "wgpolicyk8s.io";
+/// The verbs `wasmhook audit --report` needs on its reports: read them,
+/// server-side apply them (`create` and `patch`) and prune the ones it no
+/// longer needs (`delete`).
+const REPORT_VERBS: [&str; 5] = ["get", "list", "create", "patch", "delete"];
+
+/// What one policy makes `wasmhook audit` read: `(group, resource, why)`,
+/// `why` being what the policy set says (a rule's `pods/status`, a context
+/// kind) where it differs from the resource granted.
+fn audit_reads(policy: &crate::config::PolicyConfig) -> Vec<(String, String, Option<String>)> {
+    let mut reads = Vec::new();
+    for rule in &policy.rules {
+        let groups = rule.api_groups.iter().flatten();
+        let resources: Vec<&String> = rule.resources.iter().flatten().collect();
+        for group in groups {
+            for written in &resources {
+                // Audit lists whole objects: `pods/status` reads pods, and
+                // `*/scale` every resource.
+                let (resource, subresource) = written.split_once('/').unwrap_or((written.as_str(), ""));
+                let why = (!subresource.is_empty()).then(|| (*written).clone());
+                reads.push((group.clone(), resource.to_owned(), why));
+            }
+        }
+    }
+    for declaration in &policy.context {
+        let (group, _) = declaration.kind.group_version();
+        let why = Some(format!("context {}", declaration.kind));
+        reads.push((group.to_owned(), guess_resource(&declaration.kind), why));
+    }
+    reads
+}
+
+/// The ClusterRole `<service>-audit` and its binding to the ServiceAccount
+/// `<service>-audit` in `namespace`: `get` and `list` of every resource the
+/// rules of `set` select (subresources dropped, `*` kept), of every kind it
+/// declares under `context:` and of namespaces; `get`, `list`, `create`,
+/// `patch` and `delete` of PolicyReports and ClusterPolicyReports.
+pub fn audit_rbac(set: &PolicySet, namespace: &str, service: &str) -> (ClusterRole, ClusterRoleBinding) {
+    let mut groups: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    groups.entry(String::new()).or_default().insert("namespaces".to_owned());
+    for policy in &set.policies {
+        for (group, resource, _) in audit_reads(policy) {
+            groups.entry(group).or_default().insert(resource);
+        }
+    }
+    let rule = |group: String, resources: Vec<String>, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![group]),
+        resources: Some(resources),
+        verbs: verbs.iter().map(|verb| (*verb).to_owned()).collect(),
+        ..PolicyRule::default()
+    };
+    let mut rules: Vec<PolicyRule> = groups
+        .into_iter()
+        .map(|(group, resources)| {
+            // `*` already grants every other resource of the group.
+            let resources = if resources.contains("*") {
+                vec!["*".to_owned()]
+            } else {
+                resources.into_iter().collect()
+            };
+            rule(group, resources, &["get", "list"])
+        })
+        .collect();
+    rules.push(rule(
+        POLICY_REPORT_GROUP.to_owned(),
+        vec!["clusterpolicyreports".to_owned(), "policyreports".to_owned()],
+        &REPORT_VERBS,
+    ));
+    let name = format!("{service}-audit");
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        labels: Some(labels()),
+        ..ObjectMeta::default()
+    };
+    let role = ClusterRole {
+        metadata: metadata.clone(),
+        rules: Some(rules),
+        aggregation_rule: None,
+    };
+    let binding = ClusterRoleBinding {
+        metadata,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: name.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name,
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        }]),
+    };
+    (role, binding)
+}
+
+/// The audit ClusterRole and binding as YAML documents, with a header naming
+/// `source` and what each policy makes audit read.
+pub fn audit_rbac_yaml(
+    set: &PolicySet,
+    namespace: &str,
+    service: &str,
+    source: &str,
+) -> Result<String, RegistrationError> {
+    let mut yaml = format!(
+        "# RBAC for `wasmhook audit`, generated by `wasmhook manifests --audit-rbac` from {source}:\n\
+         # get and list of what each policy's rules select and of the kinds it declares under context:,\n\
+         # get and list of namespaces (namespaceSelector), and its own reports: get, list, create, patch\n\
+         # and delete of {POLICY_REPORT_GROUP} policyreports and clusterpolicyreports.\n"
+    );
+    for policy in &set.policies {
+        let reads: Vec<String> = audit_reads(policy)
+            .into_iter()
+            .map(|(group, resource, why)| {
+                let mut read = if group.is_empty() {
+                    resource.clone()
+                } else {
+                    format!("{resource}.{group}")
+                };
+                if let Some(why) = why {
+                    read.push_str(&format!(" ({why})"));
+                }
+                let core = group.is_empty() || group == "*";
+                if core && resource == "*" {
+                    read.push_str(" (every resource, Secrets included)");
+                } else if core && resource == "secrets" {
+                    read.push_str(" (every Secret's data, in every namespace)");
+                }
+                read
+            })
+            .collect();
+        let reads = if reads.is_empty() {
+            "nothing".to_owned()
+        } else {
+            reads.join(", ")
+        };
+        yaml.push_str(&format!("#   {}: {reads}\n", policy.name));
+    }
+    let (role, binding) = audit_rbac(set, namespace, service);
+    yaml.push_str("---\n");
+    yaml.push_str(&yaml_document("the audit ClusterRole", &role)?);
+    yaml.push_str("---\n");
+    yaml.push_str(&yaml_document("the audit ClusterRoleBinding", &binding)?);
     Ok(yaml)
 }
 

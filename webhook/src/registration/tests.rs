@@ -482,3 +482,155 @@ fn serving_certs_cover_the_service_names_and_fill_a_tls_secret() {
     let invalid = ServingCerts::generate("wasmhook", "ns", 0).unwrap_err();
     assert!(invalid.to_string().contains("validity"), "{invalid}");
 }
+
+/// Rules with subresources, several groups at once, a wildcard and context
+/// kinds: what `wasmhook audit` must be allowed to read.
+const AUDIT_POLICY_SET: &str = r#"
+apiVersion: wasmhook.dev/v1alpha1
+kind: PolicySet
+policies:
+  - name: services
+    module: builtin:headless-service
+    rules:
+      - operations: [CREATE]
+        apiGroups: [""]
+        apiVersions: [v1]
+        resources: [services, pods/status]
+  - name: workloads
+    module: builtin:statefulset-service-name
+    mode: validate
+    context:
+      - apiVersion: v1
+        kind: Service
+      - apiVersion: networking.k8s.io/v1
+        kind: NetworkPolicy
+    rules:
+      - operations: [CREATE, UPDATE]
+        apiGroups: [apps, batch]
+        apiVersions: [v1]
+        resources: [statefulsets, deployments/scale, jobs]
+  - name: widgets
+    module: builtin:headless-service
+    mode: validate
+    rules:
+      - operations: ["*"]
+        apiGroups: [example.com]
+        apiVersions: ["*"]
+        resources: [widgets, "*/status"]
+"#;
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> k8s_openapi::api::rbac::v1::PolicyRule {
+    k8s_openapi::api::rbac::v1::PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+const READ: &[&str] = &["get", "list"];
+const REPORTS: &[&str] = &["get", "list", "create", "patch", "delete"];
+
+#[test]
+fn audit_rbac_reads_what_the_rules_select_and_writes_its_reports() {
+    let (role, binding) = audit_rbac(&policy_set(AUDIT_POLICY_SET), "wasmhook-system", "wasmhook");
+    let (role, binding) = (reparse(&role), reparse(&binding));
+    assert_eq!(role.metadata.name.as_deref(), Some("wasmhook-audit"));
+    assert_eq!(
+        role.rules.expect("rules"),
+        [
+            // Subresources read whole objects; namespaces for namespaceSelector;
+            // the context kind Service is already there.
+            rule("", &["namespaces", "pods", "services"], READ),
+            // A rule's groups and resources cross, as the API server reads them.
+            rule("apps", &["deployments", "jobs", "statefulsets"], READ),
+            rule("batch", &["deployments", "jobs", "statefulsets"], READ),
+            // `*/status` is every resource of the group: `*` alone says it.
+            rule("example.com", &["*"], READ),
+            // A context kind, by its guessed plural.
+            rule("networking.k8s.io", &["networkpolicies"], READ),
+            rule("wgpolicyk8s.io", &["clusterpolicyreports", "policyreports"], REPORTS),
+        ]
+    );
+    assert_eq!(binding.metadata.name.as_deref(), Some("wasmhook-audit"));
+    assert_eq!(binding.role_ref.kind, "ClusterRole");
+    assert_eq!(binding.role_ref.name, "wasmhook-audit");
+    let subjects = binding.subjects.expect("subjects");
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(
+        (
+            subjects[0].kind.as_str(),
+            subjects[0].name.as_str(),
+            subjects[0].namespace.as_deref()
+        ),
+        ("ServiceAccount", "wasmhook-audit", Some("wasmhook-system"))
+    );
+    let labels = role.metadata.labels.expect("labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "wasmhook");
+}
+
+#[test]
+fn audit_rbac_of_the_built_in_policies_and_of_wildcards() {
+    // The built-ins' default rules: Services (headless-service) and
+    // StatefulSets (statefulset-service-name).
+    let (role, _) = audit_rbac(&PolicySet::builtin_default(), "ops", "hook");
+    assert_eq!(role.metadata.name.as_deref(), Some("hook-audit"));
+    assert_eq!(
+        role.rules.expect("rules"),
+        [
+            rule("", &["namespaces", "services"], READ),
+            rule("apps", &["statefulsets"], READ),
+            rule("wgpolicyk8s.io", &["clusterpolicyreports", "policyreports"], REPORTS),
+        ]
+    );
+
+    // `*` stays `*`, in groups and resources alike.
+    let everything = policy_set(
+        "apiVersion: wasmhook.dev/v1alpha1\nkind: PolicySet\npolicies:\n  - name: all\n    module: \
+         builtin:headless-service\n    mode: validate\n    rules:\n      - operations: [\"*\"]\n        apiGroups: \
+         [\"*\"]\n        apiVersions: [\"*\"]\n        resources: [\"*/*\"]\n",
+    );
+    let (role, _) = audit_rbac(&everything, "wasmhook-system", "wasmhook");
+    assert_eq!(
+        role.rules.expect("rules"),
+        [
+            rule("", &["namespaces"], READ),
+            rule("*", &["*"], READ),
+            rule("wgpolicyk8s.io", &["clusterpolicyreports", "policyreports"], REPORTS),
+        ]
+    );
+    let yaml = audit_rbac_yaml(&everything, "wasmhook-system", "wasmhook", "all.yaml").unwrap();
+    assert!(
+        yaml.contains("#   all: *.* (*/*) (every resource, Secrets included)\n"),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn audit_rbac_yaml_says_what_each_policy_reads_and_holds_both_objects() {
+    let set = policy_set(AUDIT_POLICY_SET);
+    let yaml = audit_rbac_yaml(&set, "wasmhook-system", "wasmhook", "audit.yaml").unwrap();
+    let header: Vec<&str> = yaml.lines().take_while(|line| line.starts_with('#')).collect();
+    assert_eq!(
+        header,
+        [
+            "# RBAC for `wasmhook audit`, generated by `wasmhook manifests --audit-rbac` from audit.yaml:",
+            "# get and list of what each policy's rules select and of the kinds it declares under context:,",
+            "# get and list of namespaces (namespaceSelector), and its own reports: get, list, create, patch",
+            "# and delete of wgpolicyk8s.io policyreports and clusterpolicyreports.",
+            "#   services: services, pods (pods/status)",
+            "#   workloads: statefulsets.apps, deployments.apps (deployments/scale), jobs.apps, statefulsets.batch, \
+             deployments.batch (deployments/scale), jobs.batch, services (context v1 Service), \
+             networkpolicies.networking.k8s.io (context networking.k8s.io/v1 NetworkPolicy)",
+            "#   widgets: widgets.example.com, *.example.com (*/status)",
+        ]
+    );
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+    let kinds: Vec<_> = documents.iter().map(|document| document["kind"].clone()).collect();
+    assert_eq!(kinds, [json!("ClusterRole"), json!("ClusterRoleBinding")]);
+    let (role, binding) = audit_rbac(&set, "wasmhook-system", "wasmhook");
+    let parsed: k8s_openapi::api::rbac::v1::ClusterRole = serde_json::from_value(documents[0].clone()).unwrap();
+    assert_eq!(parsed, role);
+    let parsed: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(documents[1].clone()).unwrap();
+    assert_eq!(parsed, binding);
+}

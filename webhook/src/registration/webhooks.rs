@@ -238,7 +238,7 @@ fn client_config(policy: &PolicyConfig, target: &WebhookTarget) -> WebhookClient
 /// wasmhook's pods schedulable when wasmhook is down (with `Fail`, nothing
 /// in an intercepted namespace could be created — not even the pods that
 /// would bring the webhook back).
-fn namespace_selector(user: Option<&LabelSelector>, own_namespace: &str) -> LabelSelector {
+pub(crate) fn namespace_selector(user: Option<&LabelSelector>, own_namespace: &str) -> LabelSelector {
     let mut selector = user.cloned().unwrap_or_default();
     let mut excluded = vec![own_namespace.to_owned()];
     if own_namespace != KUBE_SYSTEM {
