@@ -88,9 +88,14 @@ spec:
     spec: {containers: [{name: c, image: rabbitmq}]}
 "#;
 
-/// `wasmhook audit` in process with deploy/base's policy set: exit status,
-/// stdout, stderr.
+/// `wasmhook audit` in process with deploy/base's policy set, as
+/// cluster-admin: exit status, stdout, stderr.
 fn audit(api: &KubeApi, extra: &[&str]) -> (u8, String, String) {
+    audit_as(api, &api.kubeconfig, extra)
+}
+
+/// [`audit`] with the credentials of `kubeconfig`.
+fn audit_as(api: &KubeApi, kubeconfig: &std::path::Path, extra: &[&str]) -> (u8, String, String) {
     let config = deploy_dir().join("base/policies.yaml");
     let cache = api.dir().join("audit-cache");
     let mut args = vec![
@@ -99,7 +104,7 @@ fn audit(api: &KubeApi, extra: &[&str]) -> (u8, String, String) {
         "--config".to_owned(),
         config.display().to_string(),
         "--kubeconfig".to_owned(),
-        api.kubeconfig.display().to_string(),
+        kubeconfig.display().to_string(),
         "--cache-dir".to_owned(),
         cache.display().to_string(),
         "--progress".to_owned(),
@@ -426,4 +431,126 @@ fn policy_reports_are_written_updated_in_place_and_pruned() {
         .kubectl_ok(&["get", "polr", "-A", "-o", "jsonpath={.items[*].metadata.namespace}"])
         .unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(remaining, "shop");
+}
+
+/// The CronJob's identity: the ServiceAccount and RBAC of
+/// deploy/components/audit, through a real service-account token — the
+/// generated read-only grants are enough to audit and to write reports.
+#[test]
+fn the_audit_components_rbac_is_enough_to_audit_and_report() {
+    let api = start_api();
+    install_crds(&api);
+    seed(&api, SEED);
+    let component = deploy_dir().join("components/audit");
+    api.kubectl_ok(&["create", "namespace", "wasmhook-system"])
+        .unwrap_or_else(|error| panic!("{error}"));
+    for file in ["serviceaccount.yaml", "rbac-audit.yaml"] {
+        api.kubectl_ok(&["apply", "-f", component.join(file).to_str().expect("UTF-8")])
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    let token = api
+        .kubectl_ok(&["-n", "wasmhook-system", "create", "token", "wasmhook-audit"])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let kubeconfig = api
+        .kubeconfig_for_token("wasmhook-audit", token.trim())
+        .expect("a kubeconfig");
+
+    let (status, _, err) = audit_as(&api, &kubeconfig, &["--report", "--fail-on", "never"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(err.contains("PolicyReports: 2 applied"), "{err}");
+    assert_eq!(report_results(&api).len(), 14);
+
+    // Without the grant, the audit stops with what to do, and writes nothing.
+    api.kubectl_ok(&["delete", "clusterrolebinding", "wasmhook-audit"])
+        .unwrap_or_else(|error| panic!("{error}"));
+    let (status, out, err) = audit_as(&api, &kubeconfig, &[]);
+    assert_eq!(status, 2, "{out}\n{err}");
+    assert!(err.contains("forbidden") || err.contains("Forbidden"), "{err}");
+    assert!(out.is_empty(), "an incomplete audit reports nothing: {out}");
+}
+
+/// A policy's own selectors, and match conditions the audit cannot evaluate.
+#[test]
+fn selectors_narrow_the_audit_and_unevaluated_conditions_are_said() {
+    let api = start_api();
+    seed(
+        &api,
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db-headless, namespace: shop, labels: {tier: db}}
+spec: {selector: {app: db}, ports: [{port: 5432}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-headless, namespace: shop, labels: {tier: web}}
+spec: {selector: {app: web}, ports: [{port: 80}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db-headless, namespace: other, labels: {tier: db}}
+spec: {selector: {app: db}, ports: [{port: 5432}]}
+"#,
+    );
+    let config = api.dir().join("selectors.yaml");
+    std::fs::write(
+        &config,
+        r#"apiVersion: wasmhook.dev/v1alpha1
+kind: PolicySet
+policies:
+  - name: db-services
+    module: builtin:headless-service
+    namespaceSelector: {matchLabels: {team: shop}}
+    objectSelector: {matchLabels: {tier: db}}
+    matchConditions:
+      - {name: not-a-dry-run, expression: "!request.dryRun"}
+"#,
+    )
+    .expect("writes");
+    let config = config.to_str().expect("UTF-8");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let status = wasmhook::cli::run(
+        [
+            "wasmhook",
+            "audit",
+            "--config",
+            config,
+            "--kubeconfig",
+            api.kubeconfig.to_str().expect("UTF-8"),
+            "--no-cache",
+            "-o",
+            "json",
+        ],
+        &mut out,
+        &mut err,
+    );
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(status, 1, "{err}");
+    let document: Value = serde_json::from_slice(&out).expect("JSON");
+    let judged: Vec<(&str, &str, &str)> = document["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|result| {
+            (
+                result["object"]["namespace"].as_str().unwrap_or_default(),
+                result["object"]["name"].as_str().unwrap_or_default(),
+                result["result"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        judged,
+        vec![("shop", "db-headless", "fail")],
+        "only what both selectors select"
+    );
+    assert_eq!(document["policies"][0]["conditionsNotEvaluated"], true);
 }
