@@ -30,7 +30,6 @@ pub mod run;
 pub mod selectors;
 pub mod targets;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use json_patch::Patch;
@@ -213,15 +212,4 @@ pub struct AuditReport {
     /// Every finding (passes included), ordered by policy (set order),
     /// namespace, kind and name.
     pub results: Vec<Finding>,
-}
-
-impl AuditReport {
-    /// The findings of each policy, by name.
-    pub fn by_policy(&self) -> BTreeMap<&str, Vec<&Finding>> {
-        let mut grouped: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
-        for finding in &self.results {
-            grouped.entry(&finding.policy).or_default().push(finding);
-        }
-        grouped
-    }
 }

@@ -210,6 +210,27 @@ fn audit_cron_job_runs_hourly_one_at_a_time_and_gives_up_before_the_next_run() {
 }
 
 #[test]
+fn audit_cron_job_args_are_accepted_by_wasmhook_audit() {
+    // `wasmhook audit <args> --help` exits 0 only if clap accepts every
+    // argument before `--help` (each flag exists, each value parses).
+    let args = audit_container(&cron_job(&Rendered::of("overlays/audit")))
+        .args
+        .unwrap_or_default();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("wasmhook".to_owned())
+        .chain(args.iter().cloned())
+        .chain(std::iter::once("--help".to_owned()));
+    let status = wasmhook::cli::run(argv, &mut out, &mut err);
+    assert_eq!(
+        status,
+        0,
+        "`wasmhook {}` is rejected: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&err)
+    );
+}
+
+#[test]
 fn audit_rbac_is_what_wasmhook_manifests_makes_of_the_policy_set() {
     let overlay = Rendered::of("overlays/audit");
     let set = overlay.policy_set();

@@ -71,6 +71,15 @@ pub struct Written {
     pub deleted: usize,
 }
 
+/// Checks that the cluster serves both report kinds, so that an audit whose
+/// reports could not be written fails before it starts, saying how to
+/// install the CRDs.
+pub async fn check_served(client: &kube::Client) -> Result<(), AuditError> {
+    resolve(client, "PolicyReport").await?;
+    resolve(client, "ClusterPolicyReport").await?;
+    Ok(())
+}
+
 /// Writes `report`'s results as PolicyReports, keeping what `scope` says to
 /// keep, and prunes what is left over. `now` is the results' timestamp
 /// (seconds since the epoch).

@@ -190,9 +190,21 @@ fn audit_cluster(args: &AuditArgs, err: &mut dyn Write) -> Result<AuditReport, S
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let report = runtime.block_on(async {
         let client = audit::run::connect(&options).await?;
+        if args.report {
+            report::check_served(&client).await?;
+        }
+        let started = std::time::Instant::now();
         let report = audit::audit(&client, policies, &options, &progress).await;
         progress.finish();
         let report = report?;
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = writeln!(
+            err,
+            "audited {} objects ({} results) in {seconds:.2} s: {:.0} objects/s",
+            report.objects,
+            report.summary.total(),
+            report.objects as f64 / seconds.max(f64::EPSILON)
+        );
         if args.report {
             let scope = ReportScope {
                 set_policies,
