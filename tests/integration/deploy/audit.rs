@@ -13,7 +13,7 @@ use super::rendered::{Rendered, deploy_dir, str_at};
 use super::{NAMESPACE, SERVICE, args, flag_value};
 
 /// What the CronJob runs: the audit of the mounted policy set, its reports
-/// written, JSON output, and findings not failing the Job (the compile cache
+/// written, the table in the log (every result is in the reports), and findings not failing the Job (the compile cache
 /// comes from `WASMHOOK_CACHE_DIR`).
 const AUDIT_ARGS: [&str; 12] = [
     "audit",
@@ -21,7 +21,7 @@ const AUDIT_ARGS: [&str; 12] = [
     "/etc/wasmhook/policies.yaml",
     "--report",
     "--output",
-    "json",
+    "table",
     "--progress",
     "never",
     "--fail-on",
