@@ -356,6 +356,21 @@ mod tests {
             Some(MAX_MESSAGE_CHARS)
         );
 
+        // The schema has no nullable field: a cluster-scoped object's
+        // reference leaves the namespace out.
+        let mut cluster_scoped = finding.clone();
+        cluster_scoped.object.namespace = None;
+        let cluster_result = super::result(&cluster_scoped, "validate", 1);
+        assert!(
+            cluster_result["resources"][0].get("namespace").is_none(),
+            "{cluster_result}"
+        );
+        let cluster_report = report_object("ClusterPolicyReport", None, "wasmhook-audit", &[cluster_result]);
+        assert!(
+            cluster_report["metadata"].get("namespace").is_none(),
+            "{cluster_report}"
+        );
+
         let report = report_object(
             "PolicyReport",
             Some("default"),
