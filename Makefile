@@ -4,7 +4,7 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 
-.PHONY: all setup build examples test e2e kube-tier registry-test registry-tier soak fuzz bench lint fmt clippy doc run clean
+.PHONY: all setup build examples test e2e kube-tier registry-test registry-tier soak fuzz bench bench-audit lint fmt clippy doc run clean
 
 all: build
 
@@ -94,6 +94,14 @@ fuzz: setup
 bench: setup examples
 	$(CARGO) bench --workspace --bench hot_path
 	python3 tests/bench/load.py
+
+## bench-audit: `wasmhook audit` over 11,000 objects in a real kube-apiserver (target/bench/audit.md)
+BENCH_AUDIT_ARGS ?=
+bench-audit: setup
+	@if [ -z "$(KUBE_APISERVER)" ] || [ -z "$(ETCD)" ]; then echo "make bench-audit: $(KUBE_TIER_HOW)" >&2; exit 2; fi
+	$(CARGO) build --release --bin wasmhook
+	KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) $(CARGO) run --release --quiet -p wasmhook-tests \
+		--bin wasmhook-bench-audit -- $(BENCH_AUDIT_ARGS)
 
 ## run: serve the built-in policies on https://127.0.0.1:8443 with a development CA
 run: setup
