@@ -63,9 +63,10 @@ impl Candidate {
         };
         // As the API server sends a CREATE: the resource as discovery names
         // it, the namespace as the object has it (none when cluster-scoped).
+        // The object is serialized once, into the request's text.
         let gvk = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
         let gvr = json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
-        let request = json!({
+        let header = json!({
             "uid": reference.uid,
             "kind": gvk,
             "resource": gvr,
@@ -75,12 +76,16 @@ impl Candidate {
             "namespace": reference.namespace,
             "operation": "CREATE",
             "userInfo": {"username": AUDIT_USER, "groups": ["system:authenticated"]},
-            "object": object,
             "oldObject": null,
             "dryRun": false,
             "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"},
         });
-        let input = match AdmissionInput::from_request(request.to_string()) {
+        let mut request = header.to_string();
+        request.pop(); // the closing brace
+        request.push_str(",\"object\":");
+        request.push_str(&object.to_string());
+        request.push('}');
+        let input = match AdmissionInput::from_request(request) {
             Ok(input) => input,
             Err(error) => return Err(Box::new((reference, error.to_string()))),
         };
