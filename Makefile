@@ -3,14 +3,17 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
+# The image's binary: static, so the image needs no libc (deploy/Containerfile).
+MUSL_TARGET := x86_64-unknown-linux-musl
 
-.PHONY: all setup build examples test e2e kube-tier registry-test registry-tier soak fuzz bench bench-audit lint fmt clippy doc run clean
+.PHONY: all setup build examples test e2e kube-tier registry-test registry-tier image image-binary image-context image-test image-tier image-push soak fuzz bench bench-audit lint fmt clippy doc run clean
 
 all: build
 
 ## setup: install the Rust target the policies are compiled for (idempotent)
 setup:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+	@rustup target list --installed | grep -qx '$(MUSL_TARGET)' || rustup target add $(MUSL_TARGET)
 
 ## build: the server and every policy component
 build: setup
@@ -74,6 +77,41 @@ registry-tier:
 	else \
 		echo "== registry tier (tests/registry) not run: $(REGISTRY_TIER_HOW); then run make registry-test"; \
 	fi
+
+# The image (deploy/Containerfile): a static musl release binary, stripped, and Debian's CA
+# bundle, FROM scratch, built with podman. IMAGE overrides the reference (deploy/base's
+# `images:` entry names the same one).
+IMAGE ?= ghcr.io/wasmhook/wasmhook:0.1.0
+PODMAN ?= $(shell command -v podman 2>/dev/null)
+MUSL_GCC := $(shell command -v musl-gcc 2>/dev/null)
+# podman on these machines: crun refuses hybrid cgroups, and podman's default rlimits exceed
+# the hard limits (../shared/NOTES-containers.md).
+PODMAN_FLAGS ?= --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096
+IMAGE_CONTEXT := target/image
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+IMAGE_TIER_HOW := apt-get install podman runc buildah musl-tools ca-certificates, then make setup (adds the \
+	$(MUSL_TARGET) Rust target)
+
+## image: the server image $(IMAGE) FROM scratch (podman; deploy/Containerfile)
+image: image-context
+	@if [ -z "$(PODMAN)" ]; then echo "make image: $(IMAGE_TIER_HOW)" >&2; exit 2; fi
+	$(PODMAN) build $(PODMAN_FLAGS) -f deploy/Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) $(IMAGE_CONTEXT)
+	@$(PODMAN) image inspect $(IMAGE) --format '$(IMAGE): {{.Size}} bytes'
+
+# The static binary (`cargo build --release --target $(MUSL_TARGET)`: musl-gcc builds
+# mimalloc and ring), stripped into the image's build context with the CA bundle.
+image-binary: setup
+	@if [ -z "$(MUSL_GCC)" ]; then echo "make image: musl-gcc not found: $(IMAGE_TIER_HOW)" >&2; exit 2; fi
+	$(CARGO) build --release --target $(MUSL_TARGET) --bin wasmhook
+
+image-context: image-binary
+	@mkdir -p $(IMAGE_CONTEXT)
+	strip -o $(IMAGE_CONTEXT)/wasmhook target/$(MUSL_TARGET)/release/wasmhook
+	cp $(CA_BUNDLE) $(IMAGE_CONTEXT)/ca-certificates.crt
 
 ## soak: sustained mixed load with faults against a release build
 ## (SOAK_DURATION=10m by default; report in target/soak/)
