@@ -26,8 +26,8 @@ examples:
 
 ## test: every unit, integration and end-to-end test, every benchmark once (no
 ## timing), the policies' own test suites (wasmhook test), a 20-second soak, and
-## the tiers against a real kube-apiserver and a real OCI registry where their
-## binaries are found
+## the tiers against a real kube-apiserver and a real OCI registry, and the server
+## image under podman, where their binaries are found
 test: setup examples
 	$(CARGO) test --workspace
 	python3 tests/bench/load.py --smoke
@@ -36,6 +36,7 @@ test: setup examples
 	$(CARGO) run --quiet -p wasmhook-tests --bin wasmhook-soak -- --duration 20s
 	@$(MAKE) --no-print-directory kube-tier
 	@$(MAKE) --no-print-directory registry-tier
+	@$(MAKE) --no-print-directory image-tier
 
 # The real API server's binaries (tests/support/kube.rs): KUBE_APISERVER and ETCD,
 # else found on PATH.
@@ -113,6 +114,24 @@ image-context: image-binary
 	strip -o $(IMAGE_CONTEXT)/wasmhook target/$(MUSL_TARGET)/release/wasmhook
 	cp $(CA_BUNDLE) $(IMAGE_CONTEXT)/ca-certificates.crt
 
+## image-test: the image under podman as deploy/base's Deployment runs it, against a real
+## kube-apiserver (tests/image; needs the kube tier's binaries too)
+image-test: image
+	@if [ -z "$(KUBE_APISERVER)" ] || [ -z "$(ETCD)" ]; then echo "make image-test: $(KUBE_TIER_HOW)" >&2; exit 2; fi
+	IMAGE=$(IMAGE) KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) $(CARGO) test -p wasmhook-tests --test image
+
+# A step of make test: the image tier where podman, buildah, musl-gcc, the musl target and
+# the kube tier's binaries are found, else how to enable it.
+BUILDAH := $(shell command -v buildah 2>/dev/null)
+MUSL_TARGET_INSTALLED := $(shell rustup target list --installed 2>/dev/null | grep -x '$(MUSL_TARGET)')
+image-tier:
+	@if [ -n "$(PODMAN)" ] && [ -n "$(BUILDAH)" ] && [ -n "$(MUSL_GCC)" ] && [ -n "$(MUSL_TARGET_INSTALLED)" ] \
+		&& [ -n "$(KUBE_APISERVER)" ] && [ -n "$(ETCD)" ]; then \
+		$(MAKE) --no-print-directory image-test; \
+	else \
+		echo "== image tier (tests/image) not run: $(IMAGE_TIER_HOW); and $(KUBE_TIER_HOW); then run make image-test"; \
+	fi
+
 ## soak: sustained mixed load with faults against a release build
 ## (SOAK_DURATION=10m by default; report in target/soak/)
 SOAK_DURATION ?= 10m
@@ -151,10 +170,10 @@ lint: setup fmt clippy doc
 fmt:
 	$(CARGO) fmt --all --check
 
-# --all-targets skips the targets with `test = false` (the kube and registry tiers): name them.
+# --all-targets skips the targets with `test = false` (the kube, registry and image tiers): name them.
 clippy: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p wasmhook-tests --test kube --test registry -- -D warnings
+	$(CARGO) clippy -p wasmhook-tests --test kube --test registry --test image -- -D warnings
 
 doc: setup
 	RUSTDOCFLAGS=-Dwarnings $(CARGO) doc --workspace --no-deps
