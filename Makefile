@@ -115,10 +115,13 @@ image-context: image-binary
 	cp $(CA_BUNDLE) $(IMAGE_CONTEXT)/ca-certificates.crt
 
 ## image-test: the image under podman as deploy/base's Deployment runs it, against a real
-## kube-apiserver (tests/image; needs the kube tier's binaries too)
+## kube-apiserver, and make image-push to a real registry (tests/image; needs the kube and
+## registry tiers' binaries too)
 image-test: image
 	@if [ -z "$(KUBE_APISERVER)" ] || [ -z "$(ETCD)" ]; then echo "make image-test: $(KUBE_TIER_HOW)" >&2; exit 2; fi
-	IMAGE=$(IMAGE) KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) $(CARGO) test -p wasmhook-tests --test image
+	@if [ -z "$(REGISTRY_BINARY)" ] || [ -z "$(SKOPEO)" ]; then echo "make image-test: $(REGISTRY_TIER_HOW)" >&2; exit 2; fi
+	IMAGE=$(IMAGE) KUBE_APISERVER=$(KUBE_APISERVER) ETCD=$(ETCD) REGISTRY_BINARY=$(REGISTRY_BINARY) \
+		$(CARGO) test -p wasmhook-tests --test image -- --test-threads 2
 
 # A step of make test: the image tier where podman, buildah, musl-gcc, the musl target and
 # the kube tier's binaries are found, else how to enable it.
@@ -126,11 +129,23 @@ BUILDAH := $(shell command -v buildah 2>/dev/null)
 MUSL_TARGET_INSTALLED := $(shell rustup target list --installed 2>/dev/null | grep -x '$(MUSL_TARGET)')
 image-tier:
 	@if [ -n "$(PODMAN)" ] && [ -n "$(BUILDAH)" ] && [ -n "$(MUSL_GCC)" ] && [ -n "$(MUSL_TARGET_INSTALLED)" ] \
-		&& [ -n "$(KUBE_APISERVER)" ] && [ -n "$(ETCD)" ]; then \
+		&& [ -n "$(KUBE_APISERVER)" ] && [ -n "$(ETCD)" ] && [ -n "$(REGISTRY_BINARY)" ] && [ -n "$(SKOPEO)" ]; then \
 		$(MAKE) --no-print-directory image-test; \
 	else \
-		echo "== image tier (tests/image) not run: $(IMAGE_TIER_HOW); and $(KUBE_TIER_HOW); then run make image-test"; \
+		echo "== image tier (tests/image) not run: $(IMAGE_TIER_HOW); $(KUBE_TIER_HOW); $(REGISTRY_TIER_HOW); then run make image-test"; \
 	fi
+
+## image-push: push $(IMAGE) (after make image) to REGISTRY as
+## $(REGISTRY)/wasmhook/wasmhook:<version>; PUSH_FLAGS for podman push (--cert-dir,
+## --authfile, --tls-verify=false for a plain-HTTP registry)
+REGISTRY ?=
+PUSH_IMAGE ?= $(REGISTRY)/wasmhook/wasmhook:$(VERSION)
+PUSH_FLAGS ?=
+image-push:
+	@if [ -z "$(REGISTRY)" ]; then echo "make image-push: set REGISTRY=host[:port][/path]" >&2; exit 2; fi
+	@$(PODMAN) image exists $(IMAGE) || { echo "make image-push: no image $(IMAGE): run make image first" >&2; exit 2; }
+	$(PODMAN) push $(PUSH_FLAGS) $(IMAGE) docker://$(PUSH_IMAGE)
+	@echo "pushed $(PUSH_IMAGE) (deploy/README.md, 'The image': set it in deploy/base/kustomization.yaml's images: entry)"
 
 ## soak: sustained mixed load with faults against a release build
 ## (SOAK_DURATION=10m by default; report in target/soak/)

@@ -203,3 +203,59 @@ fn registry_overlay_mounts_the_credentials_it_names_and_pulls_its_policy() {
         );
     }
 }
+
+/// The image is set in one place: the base's `images:` entry gives the tag (the
+/// Deployment names the image without one), and an operator's overlay with an `images:`
+/// entry for `ghcr.io/wasmhook/wasmhook` moves the Deployment and the audit CronJob to
+/// another registry together (`make image-push REGISTRY=…`, deploy/README.md).
+#[test]
+fn one_images_entry_points_the_deployment_and_the_audit_at_another_registry() {
+    let base = std::fs::read_to_string(deploy_dir().join("base/kustomization.yaml")).unwrap();
+    assert!(
+        base.contains("images:\n  - name: ghcr.io/wasmhook/wasmhook\n    newTag: 0.1.0\n"),
+        "the base's images: entry"
+    );
+    let deployment = std::fs::read_to_string(deploy_dir().join("base/deployment.yaml")).unwrap();
+    assert!(
+        deployment.contains("image: ghcr.io/wasmhook/wasmhook\n"),
+        "the Deployment names the image without a tag"
+    );
+
+    // kustomize refuses absolute paths to a base: reach deploy/ from the temporary
+    // directory through the root.
+    let overlay = tempfile::tempdir().unwrap();
+    let depth = overlay.path().components().count() - 1;
+    let audit = deploy_dir().join("overlays/audit").canonicalize().unwrap();
+    let relative = format!(
+        "{}{}",
+        "../".repeat(depth),
+        audit.to_str().unwrap().trim_start_matches('/')
+    );
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!(
+            "resources:\n  - {relative}\nimages:\n  - name: ghcr.io/wasmhook/wasmhook\n    \
+             newName: registry.example.com:5000/platform/wasmhook\n"
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into()))
+        .arg("kustomize")
+        .arg(overlay.path())
+        .output()
+        .expect("kubectl runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    let images: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("image: "))
+        .collect();
+    assert_eq!(
+        images,
+        [
+            "registry.example.com:5000/platform/wasmhook:0.1.0",
+            "registry.example.com:5000/platform/wasmhook:0.1.0"
+        ],
+        "the Deployment's and the CronJob's image"
+    );
+}
