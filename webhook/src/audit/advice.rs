@@ -53,6 +53,18 @@ fn change(operation: &PatchOperation) -> String {
     }
 }
 
+/// The path an operation changes (its target; `from` is only read).
+fn target(operation: &PatchOperation) -> &str {
+    match operation {
+        PatchOperation::Add(op) => op.path.as_str(),
+        PatchOperation::Replace(op) => op.path.as_str(),
+        PatchOperation::Remove(op) => op.path.as_str(),
+        PatchOperation::Move(op) => op.path.as_str(),
+        PatchOperation::Copy(op) => op.path.as_str(),
+        PatchOperation::Test(op) => op.path.as_str(),
+    }
+}
+
 /// A JSON pointer as a field path: `/spec/ports/0/port` → `spec.ports[0].port`,
 /// `/metadata/labels/app.kubernetes.io~1name` → `metadata.labels["app.kubernetes.io/name"]`.
 pub fn field(pointer: &str) -> String {
@@ -100,14 +112,7 @@ fn show(value: &Value) -> String {
 /// fields the API server refuses to change after creation.
 fn immutable(subject: Subject<'_>, patch: &Patch) -> Option<String> {
     let group = subject.api_version.rsplit_once('/').map_or("", |(group, _)| group);
-    let paths = patch.0.iter().map(|operation| match operation {
-        PatchOperation::Add(op) => op.path.as_str(),
-        PatchOperation::Replace(op) => op.path.as_str(),
-        PatchOperation::Remove(op) => op.path.as_str(),
-        PatchOperation::Move(op) => op.path.as_str(),
-        PatchOperation::Copy(op) => op.path.as_str(),
-        PatchOperation::Test(op) => op.path.as_str(),
-    });
+    let paths = patch.0.iter().map(target);
     let spec_field = |path: &str| {
         path.strip_prefix("/spec/").map(|rest| {
             rest.split('/')

@@ -52,31 +52,7 @@ pub fn context_rbac(set: &PolicySet, namespace: &str, service: &str) -> Option<(
             }
         })
         .collect();
-    let metadata = ObjectMeta {
-        name: Some(name.clone()),
-        labels: Some(labels()),
-        ..ObjectMeta::default()
-    };
-    let role = ClusterRole {
-        metadata: metadata.clone(),
-        rules: Some(rules),
-        aggregation_rule: None,
-    };
-    let binding = ClusterRoleBinding {
-        metadata,
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "ClusterRole".to_owned(),
-            name,
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: service.to_owned(),
-            namespace: Some(namespace.to_owned()),
-            api_group: None,
-        }]),
-    };
-    Some((role, binding))
+    Some(bound_role(name, rules, service, namespace))
 }
 
 /// The ClusterRole and binding as YAML documents, with a header naming
@@ -182,6 +158,17 @@ pub fn audit_rbac(set: &PolicySet, namespace: &str, service: &str) -> (ClusterRo
         &REPORT_VERBS,
     ));
     let name = format!("{service}-audit");
+    bound_role(name.clone(), rules, &name, namespace)
+}
+
+/// ClusterRole `name` with `rules`, and its binding to ServiceAccount
+/// `account` in `namespace`, both labelled as wasmhook's.
+fn bound_role(
+    name: String,
+    rules: Vec<PolicyRule>,
+    account: &str,
+    namespace: &str,
+) -> (ClusterRole, ClusterRoleBinding) {
     let metadata = ObjectMeta {
         name: Some(name.clone()),
         labels: Some(labels()),
@@ -197,11 +184,11 @@ pub fn audit_rbac(set: &PolicySet, namespace: &str, service: &str) -> (ClusterRo
         role_ref: RoleRef {
             api_group: "rbac.authorization.k8s.io".to_owned(),
             kind: "ClusterRole".to_owned(),
-            name: name.clone(),
+            name,
         },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".to_owned(),
-            name,
+            name: account.to_owned(),
             namespace: Some(namespace.to_owned()),
             api_group: None,
         }]),
