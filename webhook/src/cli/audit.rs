@@ -26,8 +26,8 @@ pub struct AuditArgs {
     /// The policy set to audit with, as `serve --config` reads it.
     #[arg(long, env = "WASMHOOK_CONFIG", value_name = "FILE")]
     config: PathBuf,
-    /// The kubeconfig [default: in-cluster, then KUBECONFIG or ~/.kube/config].
-    #[arg(long, env = "KUBECONFIG", value_name = "FILE")]
+    /// The kubeconfig [default: in-cluster, then KUBECONFIG (a list of files, as kubectl reads it) or ~/.kube/config].
+    #[arg(long, env = "WASMHOOK_KUBECONFIG", value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Audit only this namespace (cluster-scoped objects are then left out). Repeatable.
     #[arg(long, short = 'n', value_name = "NAMESPACE")]
