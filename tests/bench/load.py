@@ -729,6 +729,12 @@ def main() -> int:
     parser.add_argument("--scenarios", default="load,startup,hostile,languages", help="which scenarios")
     parser.add_argument("--report", type=Path, default=ROOT / "target" / "bench" / "report.md")
     parser.add_argument("--smoke", action="store_true", help="everything once, briefly, on the debug build (make test)")
+    parser.add_argument(
+        "--wasmhook",
+        type=Path,
+        help="a wasmhook binary to measure instead of the build's (e.g. the image's static musl one, "
+        "target/image/wasmhook); the baseline and the test policies still come from the build",
+    )
     args = parser.parse_args()
 
     if args.smoke:
@@ -744,6 +750,8 @@ def main() -> int:
     try:
         ensure_wrk()
         build = cargo_build(release=not args.smoke)
+        if args.wasmhook is not None:
+            build = Build(args.wasmhook.resolve(), build.baseline, build.misbehaving_policy)
         (ROOT / "target" / "bench").mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="run-", dir=ROOT / "target" / "bench"))
         options = Options(
@@ -756,7 +764,7 @@ def main() -> int:
             build=build,
             work=work,
         )
-        report = ["# wasmhook load benchmark", "", *machine(), f"- Build: {'debug (smoke run)' if args.smoke else 'release'}; runs: {args.runs}; {args.seconds:g} s per measurement", ""]
+        report = ["# wasmhook load benchmark", "", *machine(), f"- Build: {'debug (smoke run)' if args.smoke else 'release'}; runs: {args.runs}; {args.seconds:g} s per measurement", f"- wasmhook: {build.wasmhook}", ""]
         if "load" in scenarios:
             print("== load: wasmhook and the baseline, same load, same run", flush=True)
             report += ["### Load", "", *load_report(load_scenario(options), options)]
