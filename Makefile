@@ -91,7 +91,8 @@ PODMAN_FLAGS ?= --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:409
 IMAGE_CONTEXT := target/image
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-REVISION := $(shell git rev-parse HEAD 2>/dev/null)
+# The commit, with -dirty when the working tree has changes (the image is then not that commit).
+REVISION := $(shell git describe --always --dirty --abbrev=40 --match=no-tag 2>/dev/null)
 IMAGE_TIER_HOW := apt-get install podman runc buildah musl-tools ca-certificates, then make setup (adds the \
 	$(MUSL_TARGET) Rust target)
 
