@@ -127,20 +127,6 @@ fn seed(api: &KubeApi, yaml: &str) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-fn install_crds(api: &KubeApi) {
-    let crds = deploy_dir().join("crds");
-    api.kubectl_ok(&["apply", "--server-side", "-k", crds.to_str().expect("UTF-8")])
-        .unwrap_or_else(|error| panic!("{error}"));
-    api.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/policyreports.wgpolicyk8s.io",
-        "crd/clusterpolicyreports.wgpolicyk8s.io",
-        "--timeout=60s",
-    ])
-    .unwrap_or_else(|error| panic!("{error}"));
-}
-
 /// The `shop` PolicyReport's results as (policy, kind/name, result), sorted.
 fn report_results(api: &KubeApi) -> Vec<(String, String, String)> {
     let json = api
@@ -318,7 +304,8 @@ fn audit_reports_every_existing_object_the_policy_set_would_refuse_or_change() {
 #[test]
 fn policy_reports_are_written_updated_in_place_and_pruned() {
     let api = start_api();
-    install_crds(&api);
+    api.install_policy_report_crds()
+        .unwrap_or_else(|error| panic!("{error}"));
     seed(&api, SEED);
 
     let (status, _, err) = audit(&api, &["--report"]);
@@ -439,7 +426,8 @@ fn policy_reports_are_written_updated_in_place_and_pruned() {
 #[test]
 fn the_audit_components_rbac_is_enough_to_audit_and_report() {
     let api = start_api();
-    install_crds(&api);
+    api.install_policy_report_crds()
+        .unwrap_or_else(|error| panic!("{error}"));
     seed(&api, SEED);
     let component = deploy_dir().join("components/audit");
     api.kubectl_ok(&["create", "namespace", "wasmhook-system"])

@@ -284,6 +284,22 @@ impl KubeApi {
         }
     }
 
+    /// Installs deploy/crds (the PolicyReport CRDs `wasmhook audit --report`
+    /// writes to) by server-side apply, as deploy/README says, and waits
+    /// until both are served.
+    pub fn install_policy_report_crds(&self) -> Result<(), String> {
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+        self.kubectl_ok(&["apply", "--server-side", "-k", &crds.display().to_string()])?;
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/policyreports.wgpolicyk8s.io",
+            "crd/clusterpolicyreports.wgpolicyk8s.io",
+            "--timeout=60s",
+        ])?;
+        Ok(())
+    }
+
     /// The directory for this API server's files (certificates, logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()

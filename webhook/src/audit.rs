@@ -33,7 +33,7 @@ pub mod targets;
 use std::sync::Arc;
 
 use json_patch::Patch;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use run::{AuditOptions, AuditedPolicy, audit};
 
@@ -138,8 +138,8 @@ pub struct Finding {
     pub patch: Option<Patch>,
 }
 
-/// Counts of verdicts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Counts of verdicts (read back from the JSON output by the benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Passes.
     pub pass: usize,

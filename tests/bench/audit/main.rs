@@ -137,7 +137,7 @@ fn run(args: &Args) -> Result<(), String> {
         seed.objects.len() as f64 / seeded.as_secs_f64(),
         args.seed_concurrency
     );
-    install_crds(&api)?;
+    api.install_policy_report_crds()?;
 
     let audit = Audit {
         binary,
@@ -314,20 +314,6 @@ async fn seed_cluster(cluster: &Cluster, seed: &Seed, concurrency: usize) -> Res
         done.map_err(|error| error.to_string())??;
     }
     Ok(started.elapsed())
-}
-
-/// `kubectl apply --server-side -k deploy/crds`, and wait until served.
-fn install_crds(api: &KubeApi) -> Result<(), String> {
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
-    api.kubectl_ok(&["apply", "--server-side", "-k", &crds.display().to_string()])?;
-    api.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/policyreports.wgpolicyk8s.io",
-        "crd/clusterpolicyreports.wgpolicyk8s.io",
-        "--timeout=60s",
-    ])?;
-    Ok(())
 }
 
 /// Each resource the full audit lists, once, in pages of 500 parsed into

@@ -18,37 +18,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// Verdict counts, as the audit's JSON has them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub struct Summary {
-    /// Passes.
-    pub pass: usize,
-    /// Warnings.
-    pub warn: usize,
-    /// Failures.
-    pub fail: usize,
-    /// Errors.
-    pub error: usize,
-}
-
-impl Summary {
-    /// All verdicts.
-    pub fn total(&self) -> usize {
-        self.pass + self.warn + self.fail + self.error
-    }
-
-    fn plus(self, other: Self) -> Self {
-        Self {
-            pass: self.pass + other.pass,
-            warn: self.warn + other.warn,
-            fail: self.fail + other.fail,
-            error: self.error + other.error,
-        }
-    }
-}
+/// Verdict counts, as the audit's JSON has them (the audit's own type).
+pub use wasmhook::audit::Summary;
 
 /// What an audit of the seeded cluster must report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,9 +35,14 @@ pub struct Expected {
 impl Expected {
     /// Every verdict.
     pub fn summary(&self) -> Summary {
-        self.policies
-            .values()
-            .fold(Summary::default(), |sum, each| sum.plus(*each))
+        let mut total = Summary::default();
+        for each in self.policies.values() {
+            total.pass += each.pass;
+            total.warn += each.warn;
+            total.fail += each.fail;
+            total.error += each.error;
+        }
+        total
     }
 
     /// Only `policy`'s share.

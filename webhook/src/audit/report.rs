@@ -71,26 +71,35 @@ pub struct Written {
     pub deleted: usize,
 }
 
-/// Checks that the cluster serves both report kinds, so that an audit whose
-/// reports could not be written fails before it starts, saying how to
-/// install the CRDs.
-pub async fn check_served(client: &kube::Client) -> Result<(), AuditError> {
-    resolve(client, "PolicyReport").await?;
-    resolve(client, "ClusterPolicyReport").await?;
-    Ok(())
+/// The two report kinds as the cluster serves them.
+#[derive(Debug, Clone)]
+pub struct ReportKinds {
+    namespaced: ApiResource,
+    cluster: ApiResource,
 }
 
-/// Writes `report`'s results as PolicyReports, keeping what `scope` says to
-/// keep, and prunes what is left over. `now` is the results' timestamp
-/// (seconds since the epoch).
+impl ReportKinds {
+    /// Resolves both kinds, so that an audit whose reports could not be
+    /// written fails before it starts, saying how to install the CRDs.
+    pub async fn resolve(client: &kube::Client) -> Result<Self, AuditError> {
+        Ok(Self {
+            namespaced: resolve(client, "PolicyReport").await?,
+            cluster: resolve(client, "ClusterPolicyReport").await?,
+        })
+    }
+}
+
+/// Writes `report`'s results as PolicyReports of `kinds`, keeping what
+/// `scope` says to keep, and prunes what is left over. `now` is the results'
+/// timestamp (seconds since the epoch).
 pub async fn write(
     client: &kube::Client,
+    kinds: &ReportKinds,
     report: &AuditReport,
     scope: &ReportScope,
     now: i64,
 ) -> Result<Written, AuditError> {
-    let namespaced = resolve(client, "PolicyReport").await?;
-    let cluster = resolve(client, "ClusterPolicyReport").await?;
+    let ReportKinds { namespaced, cluster } = kinds;
     let selector = ListParams::default().labels(&format!("{REPORT_LABEL}=audit"));
     let mut existing = lister::list_all(client.clone(), namespaced.clone(), selector.clone(), 100)
         .await
@@ -155,11 +164,11 @@ pub async fn write(
             let name = part_name(part);
             let (api, kind) = match &namespace {
                 Some(namespace) => (
-                    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &namespaced),
+                    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, namespaced),
                     "PolicyReport",
                 ),
                 None => (
-                    Api::<DynamicObject>::all_with(client.clone(), &cluster),
+                    Api::<DynamicObject>::all_with(client.clone(), cluster),
                     "ClusterPolicyReport",
                 ),
             };
@@ -186,8 +195,8 @@ pub async fn write(
             continue;
         }
         let api = match &namespace {
-            Some(namespace) => Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &namespaced),
-            None => Api::<DynamicObject>::all_with(client.clone(), &cluster),
+            Some(namespace) => Api::<DynamicObject>::namespaced_with(client.clone(), namespace, namespaced),
+            None => Api::<DynamicObject>::all_with(client.clone(), cluster),
         };
         match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => written.deleted += 1,

@@ -194,9 +194,11 @@ fn audit_cluster(args: &AuditArgs, err: &mut dyn Write) -> Result<AuditReport, S
         .map_err(|error| format!("cannot start the runtime: {error}"))?;
     let report = runtime.block_on(async {
         let client = audit::run::connect(&options).await?;
-        if args.report {
-            report::check_served(&client).await?;
-        }
+        let report_kinds = if args.report {
+            Some(report::ReportKinds::resolve(&client).await?)
+        } else {
+            None
+        };
         let started = std::time::Instant::now();
         let report = audit::audit(&client, policies, &options, &progress).await;
         progress.finish();
@@ -209,14 +211,14 @@ fn audit_cluster(args: &AuditArgs, err: &mut dyn Write) -> Result<AuditReport, S
             report.summary.total(),
             report.objects as f64 / seconds.max(f64::EPSILON)
         );
-        if args.report {
+        if let Some(kinds) = &report_kinds {
             let scope = ReportScope {
                 set_policies,
                 audited_policies,
                 namespaces: (!args.namespace.is_empty()).then(|| args.namespace.iter().cloned().collect()),
             };
             let now = jiff::Timestamp::now().as_second();
-            let written = report::write(&client, &report, &scope, now).await?;
+            let written = report::write(&client, kinds, &report, &scope, now).await?;
             let _ = writeln!(
                 err,
                 "PolicyReports: {} applied, {} stale deleted",
