@@ -95,9 +95,10 @@ fn port_of(address: &str) -> i32 {
         .unwrap_or_else(|| panic!("{address} has no port"))
 }
 
-/// `wasmhook serve <args> --help` exits 0 only if clap accepts every
-/// argument before `--help` (each flag exists, each value parses).
-fn assert_serve_accepts(args: &[String]) {
+/// `wasmhook <args> --help` (args start with the subcommand: `serve`,
+/// `audit`) exits 0 only if clap accepts every argument before `--help`
+/// (each flag exists, each value parses).
+fn assert_cli_accepts(args: &[String]) {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let argv = std::iter::once("wasmhook".to_owned())
@@ -427,7 +428,7 @@ fn base_deployment_is_wired_to_its_files_service_and_account() {
         Some(&REGISTER_ARGS.1.map(String::from)[..])
     );
     assert_eq!(flag_value(&args, "--log-format"), Some("json"));
-    assert_serve_accepts(&args);
+    assert_cli_accepts(&args);
 
     // The Service selects these pods; the ServiceAccount exists and is what
     // the ClusterRoleBinding binds.

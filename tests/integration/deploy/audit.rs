@@ -216,18 +216,7 @@ fn audit_cron_job_args_are_accepted_by_wasmhook_audit() {
     let args = audit_container(&cron_job(&Rendered::of("overlays/audit")))
         .args
         .unwrap_or_default();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let argv = std::iter::once("wasmhook".to_owned())
-        .chain(args.iter().cloned())
-        .chain(std::iter::once("--help".to_owned()));
-    let status = wasmhook::cli::run(argv, &mut out, &mut err);
-    assert_eq!(
-        status,
-        0,
-        "`wasmhook {}` is rejected: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&err)
-    );
+    super::assert_cli_accepts(&args);
 }
 
 #[test]

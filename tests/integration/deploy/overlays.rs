@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use serde_json::json;
 
 use super::rendered::{Rendered, deploy_dir, str_at};
-use super::{REGISTER_ARGS, SERVICE, args, assert_serve_accepts, assert_webhook_fields};
+use super::{REGISTER_ARGS, SERVICE, args, assert_cli_accepts, assert_webhook_fields};
 
 #[test]
 fn cert_manager_overlay_issues_the_certificate_and_keeps_registration() {
@@ -68,7 +68,7 @@ fn cert_manager_overlay_issues_the_certificate_and_keeps_registration() {
     let overlay_args = args(&overlay.deployment());
     assert_eq!(overlay_args, args(&base.deployment()));
     assert_eq!(&overlay_args[REGISTER_ARGS.0..REGISTER_ARGS.0 + 3], REGISTER_ARGS.1);
-    assert_serve_accepts(&overlay_args);
+    assert_cli_accepts(&overlay_args);
     let account: ServiceAccount = overlay.get("ServiceAccount", SERVICE);
     assert_ne!(
         account.automount_service_account_token,
@@ -161,7 +161,7 @@ fn registry_overlay_mounts_the_credentials_it_names_and_pulls_its_policy() {
     assert_eq!(mount.read_only, Some(true));
     // The OCI cache shares the compile cache's volume.
     assert!(super::flag_value(&args, "--cache-dir").is_some());
-    assert_serve_accepts(&args);
+    assert_cli_accepts(&args);
 
     // The policy set: one policy from the registry, by tag, with its rules.
     let text = super::rendered::str_at(overlay.only("ConfigMap"), "/data/policies.yaml");
