@@ -17,10 +17,14 @@
 //!   through a real service-account token;
 //! - `context`: the context watches — syncing before readiness, following
 //!   changes, surviving an API server restart, reporting a refused watch;
+//! - `backstop`: `wasmhook manifests --backstop` evaluated by the API server
+//!   itself — agreeing with the validate-mode built-ins on every fixture, in
+//!   their words, and holding while the webhook is down;
 //! - `findings`: the built-ins' cluster findings reaching `kubectl` as
 //!   warnings and denials through webhooks registered by `url:`.
 
 mod audit;
+mod backstop;
 mod context;
 mod deploy;
 mod findings;

@@ -15,6 +15,8 @@
 //! - [`server`]: the HTTPS admission server (`wasmhook serve`);
 //! - [`registration`]: the webhook configurations and certificates that
 //!   register wasmhook with a cluster (`wasmhook manifests`, `wasmhook certs`);
+//! - [`backstop`]: the built-ins' validating rules as ValidatingAdmissionPolicies
+//!   the API server evaluates itself (`wasmhook manifests --backstop`);
 //! - [`testsuite`]: declarative policy test suites (`wasmhook test`);
 //! - [`scaffold`]: new policies in Rust, Python or JavaScript (`wasmhook new`);
 //! - [`audit`]: the objects already in a cluster, judged by the same
@@ -22,6 +24,7 @@
 //! - [`cli`]: the command line, including `wasmhook eval`.
 
 pub mod audit;
+pub mod backstop;
 pub mod builtin;
 pub mod cli;
 pub mod config;

@@ -283,14 +283,14 @@ const SUBDOMAIN_RULE: &str = "lowercase letters, digits, '-' and '.', starting a
 /// default folded (`>-`) block, which would turn every `caBundle` and Secret
 /// value into a block; multi-line strings (CEL expressions) still become
 /// literal (`|`) blocks.
-fn yaml_document<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, RegistrationError> {
+pub(crate) fn yaml_document<T: serde::Serialize>(what: &'static str, value: &T) -> Result<String, RegistrationError> {
     let mut options = serde_saphyr::SerializerOptions::default();
     options.folded_wrap_chars = usize::MAX;
     serde_saphyr::to_string_with_options(value, options).map_err(|source| RegistrationError::Yaml { what, source })
 }
 
 /// The labels of every generated object.
-fn labels() -> BTreeMap<String, String> {
+pub(crate) fn labels() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".to_owned(), "wasmhook".to_owned()),
         ("app.kubernetes.io/managed-by".to_owned(), "wasmhook".to_owned()),
@@ -315,7 +315,7 @@ fn check_subdomain(name: &str) -> Result<(), &'static str> {
 }
 
 /// A namespace name: a DNS-1123 label.
-fn check_namespace(namespace: &str) -> Result<(), RegistrationError> {
+pub(crate) fn check_namespace(namespace: &str) -> Result<(), RegistrationError> {
     check_label(namespace).map_err(|rule| RegistrationError::InvalidNamespace {
         value: namespace.to_owned(),
         rule,
@@ -324,7 +324,7 @@ fn check_namespace(namespace: &str) -> Result<(), RegistrationError> {
 
 /// A DNS-1035 label: Service names (they become DNS names, so they start
 /// with a letter).
-fn check_service_name(service: &str) -> Result<(), RegistrationError> {
+pub(crate) fn check_service_name(service: &str) -> Result<(), RegistrationError> {
     let valid = check_label(service).is_ok() && service.as_bytes()[0].is_ascii_lowercase();
     if valid {
         Ok(())

@@ -46,14 +46,15 @@
 //! StatefulSet created a moment ago may not be seen yet.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
 use wasmhook_policy::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use wasmhook_policy::{NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector};
 
+pub mod messages;
 mod statefulsets;
 
+pub use messages::Selection;
 pub use statefulsets::{Enforcement, StatefulSetChecks};
 
 /// The label that marks a Service as headless under the default settings.
@@ -186,11 +187,7 @@ fn make_headless(request: &Request<'_>, settings: &Settings) -> Result<Verdict, 
         "ExternalName" => return Ok(Verdict::allow()),
         "ClusterIP" => {}
         other => {
-            return Ok(Verdict::deny(format!(
-                "Service {display} must be headless ({reason}), but it has type {other}: \
-                 a headless Service is of type ClusterIP with spec.clusterIP: None. \
-                 Remove spec.type (or set it to ClusterIP) and set spec.clusterIP: None."
-            )));
+            return Ok(Verdict::deny(messages::wrong_type(&display, &reason, &other)));
         }
     }
 
@@ -211,15 +208,8 @@ fn make_headless(request: &Request<'_>, settings: &Settings) -> Result<Verdict, 
             .flatten()
             .is_some_and(|version| !version.is_empty());
         let message = match request.operation() {
-            Operation::Create if !stored => format!(
-                "Service {display} must be headless ({reason}), but it has cluster IP {ip}: \
-                 set spec.clusterIP: None and remove spec.clusterIPs."
-            ),
-            _ => format!(
-                "Service {display} must be headless ({reason}), but it has cluster IP {ip}, \
-                 and cluster IPs cannot be changed: delete and re-create it as headless \
-                 (spec.clusterIP: None)."
-            ),
+            Operation::Create if !stored => messages::cluster_ip_requested(&display, &reason, &ip),
+            _ => messages::cluster_ip_allocated(&display, &reason, &ip),
         };
         return Ok(Verdict::deny(message));
     }
@@ -228,10 +218,7 @@ fn make_headless(request: &Request<'_>, settings: &Settings) -> Result<Verdict, 
     if request.operation() == Operation::Update && !already_headless && was_external_name(request) {
         // The one UPDATE that allocates a cluster IP: clusterIP is not yet
         // set, so it is not immutable — but the fix is the user's to make.
-        return Ok(Verdict::deny(format!(
-            "Service {display} must be headless ({reason}): changing its type from ExternalName to \
-             ClusterIP allocates a cluster IP unless spec.clusterIP is None. Set spec.clusterIP: None."
-        )));
+        return Ok(Verdict::deny(messages::external_name_to_cluster_ip(&display, &reason)));
     }
     let mut object = request.mutable_object()?;
     if request.operation() == Operation::Create && !already_headless {
@@ -277,24 +264,6 @@ struct SpecView {
     cluster_ip: Option<String>,
     #[serde(rename = "clusterIPs")]
     cluster_ips: Option<Vec<String>>,
-}
-
-/// Why a Service is selected. Said in denials, and formatted only then: a
-/// mutation formats nothing.
-enum Selection<'s> {
-    NameSuffix(&'s str),
-    NamePrefix(&'s str),
-    Labels,
-}
-
-impl fmt::Display for Selection<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NameSuffix(suffix) => write!(f, "its name ends with {suffix:?}"),
-            Self::NamePrefix(prefix) => write!(f, "its name starts with {prefix:?}"),
-            Self::Labels => f.write_str("its labels match the headless selector"),
-        }
-    }
 }
 
 /// Whether the Service's name selects it, and why.

@@ -59,6 +59,7 @@ use wasmhook_policy::{
     Metadata, NamespacedName, Operation, Policy, PolicyError, Request, Verdict, selector, validation,
 };
 
+pub mod messages;
 mod service;
 
 pub use service::{Enforcement, ServiceChecks};
@@ -149,25 +150,23 @@ impl Policy for StatefulSetServiceName {
             Some(service_name) => match validation::dns1035_label(&service_name) {
                 Ok(()) => (Verdict::allow(), service_name),
                 Err(reason) => {
-                    return Ok(Verdict::deny(format!(
-                        "StatefulSet {display}: spec.serviceName {service_name:?} is not a valid Service \
-                         name (DNS-1035 label): it {reason}"
+                    let quoted = format!("{service_name:?}");
+                    return Ok(Verdict::deny(messages::invalid_service_name(
+                        &display, &quoted, &reason,
                     )));
                 }
             },
             None if name.is_empty() => {
-                return Ok(Verdict::deny(format!(
-                    "StatefulSet in {namespace:?} has a generated name and no spec.serviceName: set \
-                     spec.serviceName to the name of its headless Service"
-                )));
+                let quoted = format!("{namespace:?}");
+                return Ok(Verdict::deny(messages::generated_name_without_service_name(&quoted)));
             }
             None => {
                 let service_name =
                     render(&settings.service_name_template, name, namespace).map_err(PolicyError::other)?;
                 if let Err(reason) = validation::dns1035_label(&service_name) {
-                    return Ok(Verdict::deny(format!(
-                        "StatefulSet {display} has no spec.serviceName, and the name generated for it, \
-                         {service_name:?}, is not a valid Service name: it {reason}. Set spec.serviceName."
+                    let quoted = format!("{service_name:?}");
+                    return Ok(Verdict::deny(messages::generated_service_name_invalid(
+                        &display, &quoted, &reason,
                     )));
                 }
                 let mut object = request.mutable_object()?;

@@ -1,15 +1,17 @@
 //! `wasmhook manifests`: print the webhook configurations that register a
 //! policy set with the API server — or the RBAC its context watches
-//! (`--rbac`) or `wasmhook audit` (`--audit-rbac`) need — so they are
-//! generated from the same file the server reads instead of being kept in
-//! step with it by hand.
+//! (`--rbac`) or `wasmhook audit` (`--audit-rbac`) need, or the
+//! ValidatingAdmissionPolicies that back the built-ins up while wasmhook is
+//! down (`--backstop`) — so they are generated from the same file the server
+//! reads instead of being kept in step with it by hand.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::EXIT_USAGE;
+use crate::backstop::{ApiVersion, Backstop, BackstopError};
 use crate::config::PolicySet;
 use crate::engine::EngineConfig;
 use crate::registration::{
@@ -65,6 +67,16 @@ pub struct ManifestsArgs {
     /// the ServiceAccount `<service>-audit` in --namespace.
     #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "self_registered", "url", "rbac"])]
     audit_rbac: bool,
+    /// Print the backstop instead: for each built-in policy whose rules CEL can express, a
+    /// ValidatingAdmissionPolicy and its binding that the API server evaluates itself, so the
+    /// policy's denials hold while wasmhook does not answer (named `<service>-<policy>`;
+    /// --namespace is excluded, as from every webhook).
+    #[arg(long, conflicts_with_all = ["ca_bundle", "cert_manager", "self_registered", "url", "rbac", "audit_rbac"])]
+    backstop: bool,
+    /// The API version of the backstop: v1 for Kubernetes 1.30 and later, v1beta1 for 1.28 and
+    /// 1.29 (where the ValidatingAdmissionPolicy feature gate and the v1beta1 API must be enabled).
+    #[arg(long, value_enum, default_value_t = BackstopApiVersion::V1, requires = "backstop")]
+    backstop_api_version: BackstopApiVersion,
     /// Write the manifests to FILE instead of standard output.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -110,8 +122,19 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
         url,
         rbac,
         audit_rbac,
+        backstop,
+        backstop_api_version,
         output: _,
     } = args;
+    if backstop {
+        let (set, source) = read_set(config.as_ref())?;
+        return Backstop::build(&set, &namespace, &service)
+            .and_then(|backstop| backstop.to_yaml(&source, backstop_api_version.into()))
+            .map_err(|error| match error {
+                BackstopError::Registration(error) => with_flag(&error),
+                error => error.to_string(),
+            });
+    }
     if rbac || audit_rbac {
         let (set, source) = read_set(config.as_ref())?;
         let yaml = if rbac {
@@ -146,6 +169,24 @@ fn manifests(args: ManifestsArgs) -> Result<String, String> {
     WebhookConfigurations::build(&set, &target)
         .to_yaml(&source)
         .map_err(|error| error.to_string())
+}
+
+/// `--backstop-api-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackstopApiVersion {
+    /// admissionregistration.k8s.io/v1 (Kubernetes 1.30 and later).
+    V1,
+    /// admissionregistration.k8s.io/v1beta1 (Kubernetes 1.28 and 1.29).
+    V1beta1,
+}
+
+impl From<BackstopApiVersion> for ApiVersion {
+    fn from(version: BackstopApiVersion) -> Self {
+        match version {
+            BackstopApiVersion::V1 => Self::V1,
+            BackstopApiVersion::V1beta1 => Self::V1beta1,
+        }
+    }
 }
 
 /// The message of `error`, prefixed with the command-line flag whose value
