@@ -285,6 +285,71 @@ fn manifests_errors_exit_2_and_say_what_and_where() {
     }
 }
 
+/// `--backstop` prints the ValidatingAdmissionPolicies of the policy set —
+/// without the policy set, of the built-ins with their defaults — in the
+/// version asked for, named after `--service`.
+#[test]
+fn manifests_backstop_prints_a_policy_and_binding_per_built_in_in_the_version_asked() {
+    for (args, version) in [
+        (vec![], "admissionregistration.k8s.io/v1"),
+        (
+            vec!["--backstop-api-version", "v1beta1"],
+            "admissionregistration.k8s.io/v1beta1",
+        ),
+    ] {
+        let run = wasmhook(&[&["manifests", "--backstop", "--service", "hook"][..], &args].concat());
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.starts_with("# The built-in policies' backstop"),
+            "{}",
+            run.stdout
+        );
+        assert!(run.stdout.contains("from the built-in policies:"), "{}", run.stdout);
+        let documents = parse_documents(&run.stdout);
+        let objects: Vec<(&str, &str, &str)> = documents
+            .iter()
+            .map(|document| {
+                (
+                    document["apiVersion"].as_str().unwrap(),
+                    document["kind"].as_str().unwrap(),
+                    document["metadata"]["name"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                (version, "ValidatingAdmissionPolicy", "hook-headless-service"),
+                (version, "ValidatingAdmissionPolicyBinding", "hook-headless-service"),
+                (version, "ValidatingAdmissionPolicy", "hook-statefulset-service-name"),
+                (
+                    version,
+                    "ValidatingAdmissionPolicyBinding",
+                    "hook-statefulset-service-name"
+                ),
+            ]
+        );
+    }
+
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec!["--backstop-api-version", "v1beta1"],
+            "the following required arguments were not provided",
+        ),
+        (vec!["--backstop", "--rbac"], "cannot be used with"),
+        (
+            vec!["--backstop", "--namespace", "Wasmhook"],
+            "--namespace: namespace \"Wasmhook\" is not a valid name",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = wasmhook(&[&["manifests"][..], &args].concat());
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+    }
+}
+
 #[test]
 fn certs_writes_private_files_privately_and_never_overwrites_without_force() {
     let dir = certs();

@@ -28,6 +28,8 @@
 mod cel;
 mod headless;
 mod service_name;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -208,8 +210,8 @@ impl Backstop {
             yaml.push_str("# No policy of the set can be backed up: nothing to apply.\n");
         }
         yaml.push_str(
-            "# Left to the webhook: checks that read the cluster (context:), warnings, and what a mutation\n\
-             # would set beyond the fields these name (the backstop refuses, saying what to write).\n",
+            "# Only the webhook checks what reads the cluster (context:), warns, or concerns a subresource.\n\
+             # Where a built-in would fix an object, its backstop refuses it and says what to write.\n",
         );
         for left_out in &self.left_out {
             yaml.push_str(&format!(

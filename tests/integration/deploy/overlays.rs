@@ -1,6 +1,7 @@
 //! The overlays: cert-manager (cert-manager issues the certificate; the pods
 //! still register), dev (static webhooks that call a server outside the
-//! cluster) and registry (a policy pulled from an OCI registry).
+//! cluster), registry (a policy pulled from an OCI registry) and backstop
+//! (failing open behind ValidatingAdmissionPolicies).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -8,7 +9,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use serde_json::json;
 
 use super::rendered::{Rendered, deploy_dir, str_at};
-use super::{REGISTER_ARGS, SERVICE, args, assert_cli_accepts, assert_webhook_fields};
+use super::{NAMESPACE, REGISTER_ARGS, SERVICE, args, assert_cli_accepts, assert_webhook_fields};
 
 #[test]
 fn cert_manager_overlay_issues_the_certificate_and_keeps_registration() {
@@ -259,3 +260,89 @@ fn one_images_entry_points_the_deployment_and_the_audit_at_another_registry() {
         "the Deployment's and the CronJob's image"
     );
 }
+
+/// The backstop overlay: the base's policy set failing open — the same
+/// policies otherwise — behind exactly the ValidatingAdmissionPolicies
+/// `wasmhook manifests --backstop` makes of it (generate-backstop.sh).
+#[test]
+fn backstop_overlay_fails_open_behind_the_backstop_of_its_policy_set() {
+    use wasmhook::backstop::{ApiVersion, Backstop};
+    use wasmhook::policy::FailurePolicy;
+
+    let overlay = Rendered::of("overlays/backstop");
+    overlay.assert_every_object_parses();
+    let set = overlay.policy_set();
+    let base = Rendered::of("base").policy_set();
+    assert_eq!(
+        set.policies.len(),
+        base.policies.len(),
+        "the base's policies {BACKSTOP_STALE}"
+    );
+    for (policy, base_policy) in set.policies.iter().zip(&base.policies) {
+        let mut expected = base_policy.clone();
+        expected.enforcement.failure_policy = FailurePolicy::Ignore;
+        assert!(
+            *policy == expected,
+            "policy {}: the base's, failing open {BACKSTOP_STALE}",
+            policy.name
+        );
+    }
+
+    let backstop = Backstop::build(&set, NAMESPACE, SERVICE).unwrap();
+    let generated = backstop
+        .to_yaml("deploy/overlays/backstop/policies.yaml", ApiVersion::V1)
+        .unwrap();
+    let committed = std::fs::read_to_string(deploy_dir().join("overlays/backstop/backstop.yaml")).unwrap();
+    assert!(committed == generated, "backstop.yaml {BACKSTOP_STALE}");
+    let mut expected: Vec<String> = backstop
+        .policies
+        .iter()
+        .flat_map(|policy| {
+            [
+                format!("ValidatingAdmissionPolicy/{}", policy.name),
+                format!("ValidatingAdmissionPolicyBinding/{}", policy.name),
+            ]
+        })
+        .collect();
+    expected.sort();
+    let mut rendered: Vec<String> = overlay
+        .names()
+        .into_iter()
+        .filter(|name| name.starts_with("ValidatingAdmissionPolicy"))
+        .collect();
+    rendered.sort();
+    assert_eq!(rendered, expected);
+    assert_eq!(
+        expected.len(),
+        4,
+        "one backstop for each built-in: {:?}",
+        backstop
+            .policies
+            .iter()
+            .map(|policy| &policy.covers)
+            .collect::<Vec<_>>()
+    );
+
+    // The rest is the base, with the overlay's ConfigMap in the Deployment.
+    let base_names: Vec<String> = Rendered::of("base").names();
+    let others: Vec<String> = overlay
+        .names()
+        .into_iter()
+        .filter(|name| !name.starts_with("ValidatingAdmissionPolicy"))
+        .collect();
+    assert_eq!(others.len(), base_names.len());
+    let config_map = str_at(overlay.only("ConfigMap"), "/metadata/name").to_owned();
+    let deployment = serde_json::to_value(overlay.deployment()).unwrap();
+    assert!(
+        deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|volume| volume["configMap"]["name"] == config_map.as_str()),
+        "the Deployment mounts the overlay's policy set {config_map}"
+    );
+}
+
+/// What to do when the overlay and the base or its backstop disagree.
+const BACKSTOP_STALE: &str = "(deploy/overlays/backstop/policies.yaml is the base's with failurePolicy Ignore, \
+     and backstop.yaml is generated from it: run deploy/overlays/backstop/generate-backstop.sh)";

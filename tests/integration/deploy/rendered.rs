@@ -131,6 +131,12 @@ impl Rendered {
                 (_, "NetworkPolicy") => round_trip::<k8s_openapi::api::networking::v1::NetworkPolicy>(object, &label),
                 (_, "MutatingWebhookConfiguration") => round_trip::<MutatingWebhookConfiguration>(object, &label),
                 (_, "ValidatingWebhookConfiguration") => round_trip::<ValidatingWebhookConfiguration>(object, &label),
+                (_, "ValidatingAdmissionPolicy") => {
+                    round_trip::<k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy>(object, &label)
+                }
+                (_, "ValidatingAdmissionPolicyBinding") => round_trip::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+                >(object, &label),
                 ("cert-manager.io/v1", "Issuer" | "Certificate") => {
                     assert!(object["spec"].is_object(), "{label}: no spec");
                     assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{label}");
