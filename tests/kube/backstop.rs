@@ -18,17 +18,11 @@
 //!   holds while other Services are still written.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasmhook::backstop::{ApiVersion, Backstop};
 use wasmhook::config::PolicySet;
-use wasmhook::registration::{Trust, WebhookConfigurations, WebhookTarget};
-use wasmhook::server::registry::PolicySource;
-use wasmhook::server::{ContextConfig, RunningServer, ServerConfig};
-use wasmhook::tls::{TlsFiles, generate_ca};
 use wasmhook_tests::kube::KubeApi;
 use wasmhook_tests::{Case, cases, evaluate_native, request};
 
@@ -615,7 +609,7 @@ async fn with_the_webhook_the_object_is_fixed_and_without_it_the_backstop_holds(
     assert_eq!(get(&api, "service", "db-headless", "{.spec.clusterIP}"), "None");
 
     // The webhook up and registered, failing open: it fixes, the backstop passes.
-    let server = serve_and_register(&api, &policies).await;
+    let server = super::serve_and_register(&api, &policies, "backstop").await;
     create_eventually_stored(&api, &service("cache-headless", "")).await;
     assert_eq!(get(&api, "service", "cache-headless", "{.spec.clusterIP}"), "None");
     assert_stored(create(&api, &statefulset("cache", None)));
@@ -661,49 +655,6 @@ async fn create_eventually_stored(api: &KubeApi, yaml: &str) {
             }
         }
     }
-}
-
-/// Starts wasmhook with `policies` and registers its webhooks by URL.
-async fn serve_and_register(api: &KubeApi, policies: &Path) -> RunningServer {
-    wasmhook_tests::certs::install_crypto_provider();
-    let dir = api.dir();
-    let ca = generate_ca("wasmhook backstop CA", 1).unwrap();
-    let serving = ca.issue_serving_cert(&["127.0.0.1".to_owned()], 1).unwrap();
-    std::fs::write(dir.join("backstop.crt"), &serving.cert_pem).unwrap();
-    std::fs::write(dir.join("backstop.key"), &serving.key_pem).unwrap();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let tls = TlsFiles {
-        cert: dir.join("backstop.crt"),
-        key: dir.join("backstop.key"),
-    };
-    let mut config = ServerConfig::new(loopback, loopback, tls, PolicySource::File(policies.to_owned()));
-    config.engine.cache_dir = None;
-    config.policy_reload_interval = None;
-    config.context = ContextConfig {
-        kubeconfig: Some(api.kubeconfig.clone()),
-        timeout: Duration::from_secs(10),
-    };
-    let server = RunningServer::start(config).await.expect("the server starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while reqwest::get(format!("http://{}/readyz", server.health_addr))
-        .await
-        .map(|response| response.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(Instant::now() < deadline, "the server never became ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let set = PolicySet::from_file(policies, usize::MAX).unwrap();
-    let url = format!("https://127.0.0.1:{}", server.addr.port());
-    let trust = Trust::ca_bundle("the test CA", ca.cert_pem.clone().into_bytes()).unwrap();
-    let target = WebhookTarget::new(NAMESPACE, SERVICE, 443, Some(&url), trust).unwrap();
-    let yaml = WebhookConfigurations::build(&set, &target)
-        .to_yaml("the backstop test")
-        .unwrap();
-    let output = api.kubectl_with_input(&["apply", "-f", "-"], &yaml).unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    server
 }
 
 /// deploy/overlays/backstop as a 1.28 API server takes it: every object in a

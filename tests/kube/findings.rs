@@ -3,14 +3,9 @@
 //! denial where the settings ask for one — the StatefulSet / Service relation
 //! wasmhook exists for, checked against the cluster the objects land in.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use wasmhook::config::PolicySet;
-use wasmhook::registration::{Trust, WebhookConfigurations, WebhookTarget};
-use wasmhook::server::registry::PolicySource;
-use wasmhook::server::{ContextConfig, RunningServer, ServerConfig};
-use wasmhook::tls::{TlsFiles, generate_ca};
+use wasmhook::server::RunningServer;
 use wasmhook_tests::kube::KubeApi;
 
 use super::start_api;
@@ -42,56 +37,11 @@ fn statefulset(name: &str, service: &str, app: &str) -> String {
     )
 }
 
-/// Starts the server and registers its webhooks by URL.
+/// Starts the server with [`POLICY_SET`] and registers its webhooks by URL.
 async fn serve_and_register(api: &KubeApi) -> RunningServer {
-    wasmhook_tests::certs::install_crypto_provider();
-    let dir = api.dir();
-    let ca = generate_ca("wasmhook findings CA", 1).unwrap();
-    let serving = ca.issue_serving_cert(&["127.0.0.1".to_owned()], 1).unwrap();
-    std::fs::write(dir.join("findings.crt"), &serving.cert_pem).unwrap();
-    std::fs::write(dir.join("findings.key"), &serving.key_pem).unwrap();
-    let policies = dir.join("findings-policies.yaml");
+    let policies = api.dir().join("findings-policies.yaml");
     std::fs::write(&policies, POLICY_SET).unwrap();
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let tls = TlsFiles {
-        cert: dir.join("findings.crt"),
-        key: dir.join("findings.key"),
-    };
-    let mut config = ServerConfig::new(loopback, loopback, tls, PolicySource::File(policies.clone()));
-    config.engine.cache_dir = None;
-    config.policy_reload_interval = None;
-    config.context = ContextConfig {
-        kubeconfig: Some(api.kubeconfig.clone()),
-        timeout: Duration::from_secs(10),
-    };
-    let server = RunningServer::start(config).await.expect("the server starts");
-    wait_until_ready(&server).await;
-
-    let set = PolicySet::from_file(&policies, usize::MAX).unwrap();
-    let url = format!("https://127.0.0.1:{}", server.addr.port());
-    let trust = Trust::ca_bundle("the test CA", ca.cert_pem.clone().into_bytes()).unwrap();
-    let target = WebhookTarget::new("wasmhook-system", "wasmhook", 443, Some(&url), trust).unwrap();
-    let yaml = WebhookConfigurations::build(&set, &target)
-        .to_yaml("the findings test")
-        .unwrap();
-    let output = api.kubectl_with_input(&["apply", "-f", "-"], &yaml).unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    server
-}
-
-async fn wait_until_ready(server: &RunningServer) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let status = reqwest::get(format!("http://{}/readyz", server.health_addr))
-            .await
-            .map(|response| response.status().as_u16())
-            .unwrap_or(0);
-        if status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never ready: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    super::serve_and_register(api, &policies, "findings").await
 }
 
 /// Waits until the server's cache holds `count` objects of `kind`

@@ -30,8 +30,15 @@ mod deploy;
 mod findings;
 mod registration;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use wasmhook::config::PolicySet;
+use wasmhook::registration::{Trust, WebhookConfigurations, WebhookTarget};
+use wasmhook::server::registry::PolicySource;
+use wasmhook::server::{ContextConfig, RunningServer, ServerConfig};
+use wasmhook::tls::{TlsFiles, generate_ca};
 use wasmhook_tests::kube::KubeApi;
 
 /// Starts an API server for one test, or fails saying how to get one.
@@ -67,4 +74,53 @@ fn webhook_configurations(api: &KubeApi, resource: &str) -> Vec<String> {
 /// a fail-closed webhook with no server behind it would refuse.
 fn create_service(api: &KubeApi, name: &str) -> Result<String, String> {
     api.kubectl_ok(&["-n", "default", "create", "service", "clusterip", name, "--tcp=80:8080"])
+}
+
+/// Starts wasmhook on loopback with the policy set `policies` (its context
+/// watches reading `api`), waits until it is ready, and registers its
+/// webhooks by URL, trusted through a CA made for it. `name` tells the
+/// certificate files of several servers in one API server's directory apart.
+async fn serve_and_register(api: &KubeApi, policies: &Path, name: &str) -> RunningServer {
+    wasmhook_tests::certs::install_crypto_provider();
+    let dir = api.dir();
+    let ca = generate_ca(&format!("wasmhook {name} CA"), 1).unwrap();
+    let serving = ca.issue_serving_cert(&["127.0.0.1".to_owned()], 1).unwrap();
+    let tls = TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+    };
+    std::fs::write(&tls.cert, &serving.cert_pem).unwrap();
+    std::fs::write(&tls.key, &serving.key_pem).unwrap();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut config = ServerConfig::new(loopback, loopback, tls, PolicySource::File(policies.to_owned()));
+    config.engine.cache_dir = None;
+    config.policy_reload_interval = None;
+    config.context = ContextConfig {
+        kubeconfig: Some(api.kubeconfig.clone()),
+        timeout: Duration::from_secs(10),
+    };
+    let server = RunningServer::start(config).await.expect("the server starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = reqwest::get(format!("http://{}/readyz", server.health_addr))
+            .await
+            .map(|response| response.status().as_u16())
+            .unwrap_or(0);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let set = PolicySet::from_file(policies, usize::MAX).unwrap();
+    let url = format!("https://127.0.0.1:{}", server.addr.port());
+    let trust = Trust::ca_bundle("the test CA", ca.cert_pem.clone().into_bytes()).unwrap();
+    let target = WebhookTarget::new("wasmhook-system", "wasmhook", 443, Some(&url), trust).unwrap();
+    let yaml = WebhookConfigurations::build(&set, &target)
+        .to_yaml(&format!("the {name} test"))
+        .unwrap();
+    let output = api.kubectl_with_input(&["apply", "-f", "-"], &yaml).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    server
 }

@@ -4,7 +4,9 @@
 //! policy while wasmhook is down says exactly what the policy says.
 //!
 //! Every argument is `Display`: `service` is `namespace/name`, `reason` is a
-//! [`Selection`] (why the settings select the Service).
+//! [`Selection`] (why the settings select the Service). The functions are
+//! `#[cold]`: only denials call them, and the paths that allow or mutate —
+//! the hot ones — are laid out without them.
 
 use std::fmt::{self, Display};
 
@@ -32,6 +34,7 @@ impl Display for Selection<'_> {
 
 /// A selected Service of a type that cannot be headless (NodePort,
 /// LoadBalancer).
+#[cold]
 pub fn wrong_type(service: &dyn Display, reason: &dyn Display, service_type: &dyn Display) -> String {
     format!(
         "Service {service} must be headless ({reason}), but it has type {service_type}: \
@@ -41,6 +44,7 @@ pub fn wrong_type(service: &dyn Display, reason: &dyn Display, service_type: &dy
 }
 
 /// A new selected Service that asks for a concrete cluster IP.
+#[cold]
 pub fn cluster_ip_requested(service: &dyn Display, reason: &dyn Display, ip: &dyn Display) -> String {
     format!(
         "Service {service} must be headless ({reason}), but it has cluster IP {ip}: \
@@ -50,6 +54,7 @@ pub fn cluster_ip_requested(service: &dyn Display, reason: &dyn Display, ip: &dy
 
 /// A stored selected Service that has a cluster IP: it can only be
 /// re-created.
+#[cold]
 pub fn cluster_ip_allocated(service: &dyn Display, reason: &dyn Display, ip: &dyn Display) -> String {
     format!(
         "Service {service} must be headless ({reason}), but it has cluster IP {ip}, \
@@ -59,6 +64,7 @@ pub fn cluster_ip_allocated(service: &dyn Display, reason: &dyn Display, ip: &dy
 }
 
 /// An UPDATE from ExternalName to ClusterIP without `clusterIP: None`.
+#[cold]
 pub fn external_name_to_cluster_ip(service: &dyn Display, reason: &dyn Display) -> String {
     format!(
         "Service {service} must be headless ({reason}): changing its type from ExternalName to \

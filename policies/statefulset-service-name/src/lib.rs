@@ -150,23 +150,26 @@ impl Policy for StatefulSetServiceName {
             Some(service_name) => match validation::dns1035_label(&service_name) {
                 Ok(()) => (Verdict::allow(), service_name),
                 Err(reason) => {
-                    let quoted = format!("{service_name:?}");
                     return Ok(Verdict::deny(messages::invalid_service_name(
-                        &display, &quoted, &reason,
+                        &display,
+                        &format_args!("{service_name:?}"),
+                        &reason,
                     )));
                 }
             },
             None if name.is_empty() => {
-                let quoted = format!("{namespace:?}");
-                return Ok(Verdict::deny(messages::generated_name_without_service_name(&quoted)));
+                return Ok(Verdict::deny(messages::generated_name_without_service_name(
+                    &format_args!("{namespace:?}"),
+                )));
             }
             None => {
                 let service_name =
                     render(&settings.service_name_template, name, namespace).map_err(PolicyError::other)?;
                 if let Err(reason) = validation::dns1035_label(&service_name) {
-                    let quoted = format!("{service_name:?}");
                     return Ok(Verdict::deny(messages::generated_service_name_invalid(
-                        &display, &quoted, &reason,
+                        &display,
+                        &format_args!("{service_name:?}"),
+                        &reason,
                     )));
                 }
                 let mut object = request.mutable_object()?;

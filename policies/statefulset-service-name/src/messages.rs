@@ -5,11 +5,14 @@
 //! down says exactly what the policy says.
 //!
 //! Every argument is `Display`: `statefulset` is `namespace/name`; a quoted
-//! argument is given quoted (`"web"`), as Rust's `{:?}` writes it.
+//! argument is given quoted (`"web"`), as Rust's `{:?}` writes it. The
+//! functions are `#[cold]`: only denials call them, and the paths that allow
+//! or fill in the name — the hot ones — are laid out without them.
 
 use std::fmt::Display;
 
 /// A `serviceName` that is not a DNS-1035 label.
+#[cold]
 pub fn invalid_service_name(
     statefulset: &dyn Display,
     quoted_service_name: &dyn Display,
@@ -22,6 +25,7 @@ pub fn invalid_service_name(
 }
 
 /// No `serviceName`, and no name to make one from.
+#[cold]
 pub fn generated_name_without_service_name(quoted_namespace: &dyn Display) -> String {
     format!(
         "StatefulSet in {quoted_namespace} has a generated name and no spec.serviceName: set \
@@ -30,6 +34,7 @@ pub fn generated_name_without_service_name(quoted_namespace: &dyn Display) -> St
 }
 
 /// No `serviceName`, and the template makes an invalid one.
+#[cold]
 pub fn generated_service_name_invalid(
     statefulset: &dyn Display,
     quoted_generated: &dyn Display,
