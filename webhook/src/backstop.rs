@@ -261,17 +261,18 @@ impl BackstopPolicy {
         (definition, binding)
     }
 
+    /// The requests it judges (`matchConstraints.resourceRules`).
+    pub fn resource_rules(&self) -> Vec<NamedRuleWithOperations> {
+        self.spec
+            .match_constraints
+            .as_ref()
+            .and_then(|constraints| constraints.resource_rules.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether this backstop already judges everything `other` would: the
     /// same checks and selectors, and rules at least as wide.
     fn includes(&self, other: &BackstopPolicy) -> bool {
-        let rules = |policy: &BackstopPolicy| {
-            policy
-                .spec
-                .match_constraints
-                .as_ref()
-                .and_then(|constraints| constraints.resource_rules.clone())
-                .unwrap_or_default()
-        };
         let without_rules = |policy: &BackstopPolicy| {
             let mut spec = policy.spec.clone();
             if let Some(constraints) = &mut spec.match_constraints {
@@ -279,7 +280,11 @@ impl BackstopPolicy {
             }
             spec
         };
-        without_rules(self) == without_rules(other) && rules(other).iter().all(|inner| covered(inner, &rules(self)))
+        without_rules(self) == without_rules(other)
+            && other
+                .resource_rules()
+                .iter()
+                .all(|inner| covered(inner, &self.resource_rules()))
     }
 }
 

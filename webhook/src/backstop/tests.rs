@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::admissionregistration::v1::{
-    NamedRuleWithOperations, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-};
+use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use serde_json::Value;
 
 use super::*;
@@ -41,17 +39,9 @@ fn variable<'a>(policy: &'a BackstopPolicy, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no variable {name}"))
 }
 
-fn rules(policy: &BackstopPolicy) -> Vec<NamedRuleWithOperations> {
-    policy
-        .spec
-        .match_constraints
-        .as_ref()
-        .and_then(|constraints| constraints.resource_rules.clone())
-        .unwrap_or_default()
-}
-
 fn operations(policy: &BackstopPolicy) -> Vec<Vec<String>> {
-    rules(policy)
+    policy
+        .resource_rules()
         .into_iter()
         .map(|rule| rule.operations.unwrap_or_default())
         .collect()
@@ -237,7 +227,7 @@ policies:
     assert_eq!(constraints.match_policy.as_deref(), Some("Equivalent"));
     // Subresources are not judged by the built-ins: `*/*` is every resource.
     assert_eq!(
-        rules(policy)[0].resources,
+        policy.resource_rules()[0].resources,
         Some(vec!["services".to_owned(), "*".to_owned()])
     );
     let conditions = policy.spec.match_conditions.as_ref().unwrap();
