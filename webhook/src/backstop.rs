@@ -301,33 +301,27 @@ fn checks(policy: &PolicyConfig) -> Result<Result<(&'static str, Checks), String
             "action monitor: it never denies, so there is nothing to back up".to_owned()
         ));
     }
-    let invalid = |message: String| BackstopError::Settings {
-        policy: policy.name.clone(),
-        module: policy.module.display_name(),
-        message,
-    };
     let checks = match *module {
-        "headless-service" => {
-            let settings: ::headless_service::Settings = settings(&policy.settings).map_err(invalid)?;
-            headless::validate(&settings).map_err(invalid)?;
-            headless::checks(&settings)
-        }
+        "headless-service" => headless::checks(&settings::<::headless_service::HeadlessService>(policy)?),
         "statefulset-service-name" => {
-            let settings: ::statefulset_service_name::Settings = settings(&policy.settings).map_err(invalid)?;
-            service_name::validate(&settings).map_err(invalid)?;
-            service_name::checks(&settings)
+            service_name::checks(&settings::<::statefulset_service_name::StatefulSetServiceName>(policy)?)
         }
         other => return Ok(Err(format!("built-in {other} has no CEL form"))),
     };
     Ok(Ok((module, checks)))
 }
 
-/// A built-in's settings: `null` is its defaults.
-fn settings<T: serde::de::DeserializeOwned + Default>(value: &Value) -> Result<T, String> {
-    if value.is_null() {
-        return Ok(T::default());
-    }
-    serde_json::from_value(value.clone()).map_err(|error| error.to_string())
+/// The built-in `P`'s settings of `policy`, parsed and validated by the
+/// SDK's own path — the one the component's `validate-settings` takes — so a
+/// backstop is never made of settings the webhook would refuse.
+fn settings<P: wasmhook_policy::Policy>(policy: &PolicyConfig) -> Result<P::Settings, BackstopError> {
+    wasmhook_policy::guest::run_validate_settings::<P>(&policy.settings_json()).map_err(|message| {
+        BackstopError::Settings {
+            policy: policy.name.clone(),
+            module: policy.module.display_name(),
+            message,
+        }
+    })
 }
 
 /// The policy's rules, narrowed to `operations` (a wildcard becomes them)

@@ -229,8 +229,9 @@ struct TemplateView {
     metadata: Metadata,
 }
 
-/// Renders the service-name template.
-fn render(template: &str, name: &str, namespace: &str) -> Result<String, String> {
+/// Renders the service-name template: `{name}` and `{namespace}` replaced
+/// (also what `wasmhook manifests --backstop` renders into CEL).
+pub fn render(template: &str, name: &str, namespace: &str) -> Result<String, String> {
     let rendered = template.replace("{name}", name).replace("{namespace}", namespace);
     match rendered.find(['{', '}']) {
         Some(_) => Err(format!(

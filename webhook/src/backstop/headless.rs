@@ -6,8 +6,8 @@
 //! that name a Service (on DELETE and on selector changes), which read the
 //! cluster.
 
+use headless_service::Settings;
 use headless_service::messages::{self, Selection};
-use headless_service::{HeadlessService, Settings};
 
 use super::cel::{self, Placeholder};
 use super::{Checks, Variable};
@@ -153,10 +153,4 @@ fn problem(settings: &Settings) -> String {
     branches.push("''".to_owned());
     // One branch a line: the generated YAML shows it as a block.
     branches.join("\n: ")
-}
-
-/// The policy's own check of its settings, so a backstop is never made of
-/// settings the webhook would refuse.
-pub fn validate(settings: &Settings) -> Result<(), String> {
-    <HeadlessService as wasmhook_policy::Policy>::validate_settings(settings)
 }

@@ -11,7 +11,7 @@
 //!   denial: the backstop only denies).
 
 use statefulset_service_name::messages;
-use statefulset_service_name::{Settings, StatefulSetServiceName};
+use statefulset_service_name::{Settings, render};
 
 use super::cel::{self, Placeholder};
 use super::{Checks, Variable};
@@ -40,27 +40,12 @@ pub fn checks(settings: &Settings) -> Checks {
     }
 }
 
-/// The service name the policy would fill in: its template with `{name}`
-/// and `{namespace}` replaced, as CEL.
+/// The service name the policy would fill in: its template rendered by the
+/// policy's own `render`, with CEL where the name and namespace go.
 fn generated(template: &str) -> String {
-    let mut parts = Vec::new();
-    let mut rest = template;
-    loop {
-        let next = [("{name}", "variables.name"), ("{namespace}", "request.namespace")]
-            .into_iter()
-            .filter_map(|(placeholder, value)| rest.find(placeholder).map(|at| (at, placeholder, value)))
-            .min_by_key(|(at, ..)| *at);
-        let Some((at, placeholder, value)) = next else { break };
-        if at > 0 {
-            parts.push(cel::string(&rest[..at]));
-        }
-        parts.push(value.to_owned());
-        rest = &rest[at + placeholder.len()..];
-    }
-    if !rest.is_empty() || parts.is_empty() {
-        parts.push(cel::string(rest));
-    }
-    parts.join(" + ")
+    let rendered = render(template, &Placeholder(0).to_string(), &Placeholder(1).to_string())
+        .expect("the settings were validated: the template renders");
+    cel::message(&rendered, &["variables.name", "request.namespace"])
 }
 
 /// The first problem with the StatefulSet, in the words of the policy's
@@ -110,12 +95,6 @@ fn problem(settings: &Settings) -> String {
         fill_in.to_owned(),
     ]
     .join("\n: ")
-}
-
-/// The policy's own check of its settings, so a backstop is never made of
-/// settings the webhook would refuse.
-pub fn validate(settings: &Settings) -> Result<(), String> {
-    <StatefulSetServiceName as wasmhook_policy::Policy>::validate_settings(settings)
 }
 
 #[cfg(test)]
