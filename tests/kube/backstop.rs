@@ -77,7 +77,13 @@ enum Outcome {
 fn as_user(api: &KubeApi, user: &str, args: &[&str], input: &str) -> Outcome {
     let mut all = vec!["--as", user, "--as-group", "system:masters"];
     all.extend_from_slice(args);
-    let output = api.kubectl_with_input(&all, input).expect("kubectl runs");
+    kubectl(api, &all, input)
+}
+
+/// Runs kubectl with `input` on its standard input: what the API server
+/// answered.
+fn kubectl(api: &KubeApi, args: &[&str], input: &str) -> Outcome {
+    let output = api.kubectl_with_input(args, input).expect("kubectl runs");
     if output.status.success() {
         Outcome::Allowed
     } else {
@@ -524,12 +530,7 @@ fn the_backstop_says_what_the_built_ins_say_for_each_denial() {
 
 /// `kubectl create` of `yaml` as cluster-admin.
 fn create(api: &KubeApi, yaml: &str) -> Outcome {
-    let output = api.kubectl_with_input(&["create", "-f", "-"], yaml).unwrap();
-    if output.status.success() {
-        Outcome::Allowed
-    } else {
-        Outcome::Refused(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    kubectl(api, &["create", "-f", "-"], yaml)
 }
 
 fn service(name: &str, spec: &str) -> String {

@@ -272,7 +272,8 @@ fn backstop_overlay_fails_open_behind_the_backstop_of_its_policy_set() {
     let overlay = Rendered::of("overlays/backstop");
     overlay.assert_every_object_parses();
     let set = overlay.policy_set();
-    let base = Rendered::of("base").policy_set();
+    let base_rendering = Rendered::of("base");
+    let base = base_rendering.policy_set();
     assert_eq!(
         set.policies.len(),
         base.policies.len(),
@@ -324,7 +325,7 @@ fn backstop_overlay_fails_open_behind_the_backstop_of_its_policy_set() {
     );
 
     // The rest is the base, with the overlay's ConfigMap in the Deployment.
-    let base_names: Vec<String> = Rendered::of("base").names();
+    let base_names: Vec<String> = base_rendering.names();
     let others: Vec<String> = overlay
         .names()
         .into_iter()
