@@ -26,7 +26,7 @@ use wasmhook::config::PolicySet;
 use wasmhook_tests::kube::KubeApi;
 use wasmhook_tests::{Case, cases, evaluate_native, request};
 
-use super::deploy_dir;
+use super::{deploy_dir, statefulset};
 
 /// kube-apiserver 1.28 serves ValidatingAdmissionPolicy (beta) only with
 /// its feature gate and API version on. The recorded fixtures' cluster IPs
@@ -540,17 +540,6 @@ fn service(name: &str, spec: &str) -> String {
     )
 }
 
-fn statefulset(name: &str, service_name: Option<&str>) -> String {
-    let service_name = service_name
-        .map(|name| format!("  serviceName: {name}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n{service_name}  \
-         selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    \
-         spec: {{containers: [{{name: c, image: nginx}}]}}\n"
-    )
-}
-
 fn get(api: &KubeApi, resource: &str, name: &str, path: &str) -> String {
     api.kubectl_ok(&["-n", "shop", "get", resource, name, "-o", &format!("jsonpath={path}")])
         .unwrap_or_else(|error| panic!("{error}"))
@@ -595,25 +584,25 @@ async fn with_the_webhook_the_object_is_fixed_and_without_it_the_backstop_holds(
         "but it has type NodePort",
     );
     assert_refused_by(
-        create(&api, &statefulset("db", None)),
+        create(&api, &statefulset("db", None, "db")),
         &service_name,
         "StatefulSet shop/db has no spec.serviceName: set spec.serviceName: db-headless",
     );
     assert_refused_by(
-        create(&api, &statefulset("db", Some("DB"))),
+        create(&api, &statefulset("db", Some("DB"), "db")),
         &service_name,
         "spec.serviceName \"DB\" is not a valid Service name (DNS-1035 label): it must consist of lower case",
     );
     assert_stored(create(&api, &service("db-headless", ", clusterIP: None")));
     assert_stored(create(&api, &service("web", "")));
-    assert_stored(create(&api, &statefulset("db", Some("db-headless"))));
+    assert_stored(create(&api, &statefulset("db", Some("db-headless"), "db")));
     assert_eq!(get(&api, "service", "db-headless", "{.spec.clusterIP}"), "None");
 
     // The webhook up and registered, failing open: it fixes, the backstop passes.
     let server = super::serve_and_register(&api, &policies, "backstop").await;
     create_eventually_stored(&api, &service("cache-headless", "")).await;
     assert_eq!(get(&api, "service", "cache-headless", "{.spec.clusterIP}"), "None");
-    assert_stored(create(&api, &statefulset("cache", None)));
+    assert_stored(create(&api, &statefulset("cache", None, "cache")));
     assert_eq!(
         get(&api, "statefulset", "cache", "{.spec.serviceName}"),
         "cache-headless"

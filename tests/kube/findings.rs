@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wasmhook::server::RunningServer;
 use wasmhook_tests::kube::KubeApi;
 
-use super::start_api;
+use super::{start_api, statefulset};
 
 /// The StatefulSet check in mutate mode (a missing Service warns; one that
 /// is not headless is denied), and the Service dependents check.
@@ -28,14 +28,6 @@ policies:
     rules:
       - {operations: [UPDATE, DELETE], apiGroups: [""], apiVersions: [v1], resources: [services]}
 "#;
-
-fn statefulset(name: &str, service: &str, app: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  \
-         serviceName: {service}\n  replicas: 1\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    \
-         metadata: {{labels: {{app: {app}}}}}\n    spec:\n      containers: [{{name: c, image: nginx}}]\n"
-    )
-}
 
 /// Starts the server with [`POLICY_SET`] and registers its webhooks by URL.
 async fn serve_and_register(api: &KubeApi) -> RunningServer {
@@ -94,7 +86,7 @@ async fn statefulset_and_service_findings_reach_kubectl() {
     let (created, stderr) = kubectl(
         &api,
         &["apply", "-f", "-"],
-        Some(&statefulset("web", "web-headless", "web")),
+        Some(&statefulset("web", Some("web-headless"), "web")),
     );
     assert!(created, "{stderr}");
     assert!(stderr.contains("Warning:"), "{stderr}");
@@ -109,7 +101,7 @@ async fn statefulset_and_service_findings_reach_kubectl() {
         .unwrap();
     let expected = services_in_cluster(&api);
     wait_for_cache(&server, "v1 Service", |n| n == expected).await;
-    let (created, stderr) = kubectl(&api, &["apply", "-f", "-"], Some(&statefulset("db", "db", "db")));
+    let (created, stderr) = kubectl(&api, &["apply", "-f", "-"], Some(&statefulset("db", Some("db"), "db")));
     assert!(!created, "a StatefulSet naming a Service with a cluster IP is denied");
     assert!(
         stderr.contains("admission webhook \"statefulset-service-name.wasmhook.dev\" denied"),
@@ -130,7 +122,7 @@ async fn statefulset_and_service_findings_reach_kubectl() {
     let (created, stderr) = kubectl(
         &api,
         &["apply", "-f", "-"],
-        Some(&statefulset("api", "api-headless", "nginx")),
+        Some(&statefulset("api", Some("api-headless"), "nginx")),
     );
     assert!(created, "{stderr}");
     assert!(stderr.contains("app=web"), "the Service's selector: {stderr}");

@@ -76,6 +76,19 @@ fn create_service(api: &KubeApi, name: &str) -> Result<String, String> {
     api.kubectl_ok(&["-n", "default", "create", "service", "clusterip", name, "--tcp=80:8080"])
 }
 
+/// A StatefulSet `name` in namespace `shop` whose pods are labelled
+/// `app: <app>`, with `spec.serviceName` when given.
+fn statefulset(name: &str, service_name: Option<&str>, app: &str) -> String {
+    let service_name = service_name
+        .map(|service| format!("  serviceName: {service}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n{service_name}  \
+         replicas: 1\n  selector: {{matchLabels: {{app: {app}}}}}\n  template:\n    metadata: {{labels: {{app: {app}}}}}\n    \
+         spec:\n      containers: [{{name: c, image: nginx}}]\n"
+    )
+}
+
 /// Starts wasmhook on loopback with the policy set `policies` (its context
 /// watches reading `api`), waits until it is ready, and registers its
 /// webhooks by URL, trusted through a CA made for it. `name` tells the
